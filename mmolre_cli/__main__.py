@@ -1,0 +1,3 @@
+from mmolre_cli.cli.app import main
+
+main()

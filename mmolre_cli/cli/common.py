@@ -1,0 +1,78 @@
+"""What every command shares: consoles, the one-line error convention, and metric tables."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mmolre_cli.errors import MmolreError
+
+console = Console()
+err_console = Console(stderr=True)
+
+#: The metrics a table shows, in order; ``--json`` carries every metric.
+TABLE_METRICS = (
+    "Has0_acc_2", "Has0_F1", "Non0_acc_2", "Non0_F1", "Acc_5", "Acc_7", "MAE", "Corr",
+    "WA_mean", "F1w_mean", "F1b_mean", "micro_F1", "elem_acc", "loss",
+)  # fmt: skip
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print ``Error: message`` as one plain line on stderr and exit with ``code``."""
+    sys.stderr.write(f"Error: {' '.join(str(message).split())}\n")
+    raise typer.Exit(code)
+
+
+def user_errors(command: Callable) -> Callable:
+    """Turn the user's mistakes (MmolreError) into one line and an exit code instead of a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except MmolreError as error:
+            fail(str(error), error.exit_code)
+
+    return wrapper
+
+
+def warn(message: str) -> None:
+    err_console.print(f"[yellow]Warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+
+
+def print_json(values: Any) -> None:
+    from mmolre_cli.training.trainer import json_safe
+
+    sys.stdout.write(json.dumps(json_safe(values), indent=2) + "\n")
+
+
+def metrics_table(title: str, columns: Mapping[str, Mapping[str, float]]) -> Table:
+    """A table with one row per metric and one column per split (or variant)."""
+    table = Table(title=title)
+    table.add_column("metric")
+    for name in columns:
+        table.add_column(name, justify="right")
+    for metric in TABLE_METRICS:
+        values = [column.get(metric) for column in columns.values()]
+        if all(value is None for value in values):
+            continue
+        table.add_row(metric, *("–" if v is None or v != v else f"{v:.4f}" for v in values))
+    return table
+
+
+@functools.lru_cache(maxsize=1)
+def registry():
+    """The plugin registry, warning once about every plugin that failed to load."""
+    from mmolre_cli.plugins import load_registry
+
+    loaded = load_registry()
+    for failure in loaded.failures:
+        warn(failure.message())
+    return loaded

@@ -1,0 +1,301 @@
+"""Run configuration: typed dataclasses, strict loading from YAML/dicts, and command-line overrides.
+
+Precedence: defaults < ``--config FILE.yaml`` < command-line flags. Every mistake is a one-line
+:class:`UsageError` that names the key or option at fault.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmolre_cli.errors import UsageError
+
+
+@dataclass
+class ExpertConfig:
+    """Shared experts of every UniTSE block: how many, their rank, their registered type."""
+
+    shared: int = 4
+    rank: int = 32
+    type: str = "lowrank"
+    dropout: float = 0.1
+
+
+@dataclass
+class ModelConfig:
+    """The MMoLRE architecture; component names are looked up in the plugin registry."""
+
+    d_model: int = 128
+    modalities: list[str] | None = None  # None: every modality the data holds
+    tasks: list[str] = field(default_factory=lambda: ["sa", "er"])
+    encoder: str = "linear"
+    encoders: dict[str, str] = field(default_factory=dict)  # per-modality overrides of ``encoder``
+    experts: ExpertConfig = field(default_factory=ExpertConfig)
+    topk: int = 2
+    router: str = "topk"
+    fusion: str = "task_adaptive"
+    blocks: int = 2
+    dropout: float = 0.1
+    unitse: bool = True
+    shared_experts: bool = True
+    specific_experts: bool = True
+    balance_coef: float = 0.01
+    task_weights: dict[str, float] = field(default_factory=lambda: {"sa": 1.0, "er": 1.0})
+
+    def encoder_for(self, modality: str) -> str:
+        return self.encoders.get(modality, self.encoder)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and selection; model selection always uses the validation split."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 6
+    grad_clip: float = 1.0
+    seed: int = 1
+    device: str = "cpu"
+
+
+@dataclass
+class RunConfig:
+    """Everything a training run needs; ``data`` None means the built-in synthetic dataset."""
+
+    data: str | None = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+#: Short names accepted by ``--experts`` and parameter grids → their place in :class:`RunConfig`.
+ALIASES = {
+    "shared": ("model", "experts", "shared"),
+    "rank": ("model", "experts", "rank"),
+    "type": ("model", "experts", "type"),
+    "dropout": ("model", "experts", "dropout"),
+    "topk": ("model", "topk"),
+    "router": ("model", "router"),
+    "fusion": ("model", "fusion"),
+    "d_model": ("model", "d_model"),
+    "blocks": ("model", "blocks"),
+}
+EXPERT_KEYS = ("shared", "rank", "type", "dropout")
+
+
+def _type_name(kind: Any) -> str:
+    return getattr(kind, "__name__", str(kind))
+
+
+def _coerce(value: Any, kind: Any, where: str) -> Any:
+    """``value`` as ``kind`` (a field annotation), or a UsageError naming ``where``."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        return _coerce(value, next(o for o in options if o is not type(None)), where)
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise UsageError(f"{where}: expected a mapping, got {value!r}")
+        return _from_dict(kind, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise UsageError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(kind)
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UsageError(f"{where}: expected a mapping, got {value!r}")
+        key_kind, item = typing.get_args(kind)
+        return {_coerce(k, key_kind, where): _coerce(v, item, f"{where}.{k}") for k, v in value.items()}
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    raise UsageError(f"{where}: expected {_type_name(kind)}, got {value!r}")
+
+
+def _from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in values:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UsageError(f"{where}: unknown key {key!r} (valid: {', '.join(names)}){hint}")
+    return cls(**{key: _coerce(value, hints[key], f"{where}.{key}") for key, value in values.items()})
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``base`` with ``override`` merged in, nested mappings merged key by key."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def set_path(values: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    """Set a nested key in a plain dict, creating the mappings on the way."""
+    for key in path[:-1]:
+        values = values.setdefault(key, {})
+    values[path[-1]] = value
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML config file as a dict (safe loader only), or a UsageError naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise UsageError(f"{path}: cannot read config file ({error.strerror or error})") from None
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark else ""
+        raise UsageError(f"{path}: not valid YAML{line}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise UsageError(f"{path}: expected a mapping at the top level, got {type(values).__name__}")
+    return values
+
+
+def build_config(values: dict[str, Any], *, source: str = "config") -> RunConfig:
+    """A checked RunConfig from plain values (YAML plus overrides)."""
+    config = _from_dict(RunConfig, values, source)
+    check_ranges(config, source)
+    return config
+
+
+def check_ranges(config: RunConfig, source: str = "config") -> None:
+    """Value checks that types alone do not catch (component names are checked against the registry)."""
+    model, train = config.model, config.train
+    positive = {
+        "model.d_model": model.d_model,
+        "model.experts.shared": model.experts.shared,
+        "model.experts.rank": model.experts.rank,
+        "model.topk": model.topk,
+        "model.blocks": model.blocks,
+        "train.epochs": train.epochs,
+        "train.batch_size": train.batch_size,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise UsageError(f"{source}: {key} must be at least 1, got {value}")
+    for key, value in {"model.dropout": model.dropout, "model.experts.dropout": model.experts.dropout}.items():
+        if not 0.0 <= value < 1.0:
+            raise UsageError(f"{source}: {key} must be in [0, 1), got {value}")
+    if model.topk > model.experts.shared:
+        raise UsageError(
+            f"{source}: topk ({model.topk}) cannot exceed the number of shared experts ({model.experts.shared})"
+        )
+    if not model.tasks:
+        raise UsageError(f"{source}: model.tasks must name at least one task")
+    for task in model.tasks:
+        if task not in ("sa", "er"):
+            raise UsageError(f"{source}: model.tasks: unknown task {task!r} (valid: sa, er)")
+    if train.lr <= 0:
+        raise UsageError(f"{source}: train.lr must be positive, got {train.lr}")
+
+
+def parse_assignments(values: list[str], option: str, valid: tuple[str, ...]) -> dict[str, str]:
+    """``["shared=4,rank=32", "type=dense"]`` → {"shared": "4", ...}; unknown keys are refused."""
+    parsed: dict[str, str] = {}
+    for value in values:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            key, sep, raw = item.partition("=")
+            key = key.strip()
+            if not sep or not raw.strip():
+                raise UsageError(f"{option}: expected KEY=VALUE, got {item!r}")
+            if key not in valid:
+                close = difflib.get_close_matches(key, valid, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise UsageError(f"{option}: unknown key {key!r} (valid: {', '.join(valid)}){hint}")
+            parsed[key] = raw.strip()
+    return parsed
+
+
+def parse_experts(values: list[str]) -> dict[str, Any]:
+    """``--experts`` values (either form, repeatable) → typed overrides of ``model.experts``."""
+    raw = parse_assignments(values, "--experts", EXPERT_KEYS)
+    hints = typing.get_type_hints(ExpertConfig)
+    typed = {key: _coerce(value, hints[key], f"--experts {key}") for key, value in raw.items()}
+    for key in ("shared", "rank"):
+        if key in typed and typed[key] < 1:
+            raise UsageError(f"--experts {key}: must be at least 1, got {typed[key]}")
+    return typed
+
+
+def parse_encoders(values: list[str]) -> dict[str, Any]:
+    """``--encoder transformer`` (every modality) or ``--encoder text=transformer`` → model overrides."""
+    overrides: dict[str, Any] = {}
+    for value in values:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            modality, sep, name = item.partition("=")
+            if not sep:
+                overrides["encoder"] = item
+            elif not modality.strip() or not name.strip():
+                raise UsageError(f"--encoder: expected NAME or MODALITY=NAME, got {item!r}")
+            else:
+                overrides.setdefault("encoders", {})[modality.strip()] = name.strip()
+    return overrides
+
+
+def parse_list(value: str, option: str) -> list[str]:
+    """A comma-separated option value as a list of non-empty names."""
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if not items:
+        raise UsageError(f"{option}: expected a comma-separated list, got {value!r}")
+    return items
+
+
+def save_yaml(config: RunConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def check_components(config: RunConfig, registry) -> None:
+    """Every component name in ``config`` is registered (a UsageError naming the option otherwise)."""
+    model = config.model
+    registry.get("encoder", model.encoder, option="--encoder")
+    for modality, name in model.encoders.items():
+        registry.get("encoder", name, option=f"--encoder {modality}")
+    registry.get("expert", model.experts.type, option="--experts type")
+    registry.get("router", model.router, option="--router")
+    registry.get("fusion", model.fusion, option="--fusion")

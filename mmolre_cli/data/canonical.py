@@ -1,0 +1,388 @@
+"""The canonical HDF5 file: one prepared dataset, its splits, features and labels (SPEC §4).
+
+Layout (``FORMAT``)::
+
+    /                 attrs: format, dataset, source, modalities (JSON list), emotions (JSON list),
+                             created_by, options (JSON object of the preparation options)
+    /<split>/ids                    variable-length UTF-8 strings (N,)
+    /<split>/features/<m>           float32 (N, T_m, D_m), zero at padded positions
+    /<split>/lengths/<m>            int32 (N,), in [0, T_m]
+    /<split>/labels/sentiment       float32 (N,), in [-3, 3], NaN = unknown
+    /<split>/labels/emotion         float32 (N, C) intensities in [0, 3], NaN = unknown
+    /<split>/raw_text               optional, variable-length UTF-8 strings (N,)
+
+for every split in ``SPLITS``. Every problem with a file raises ``DataError`` with a one-line
+message that names the file and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from mmolre_cli import __version__
+from mmolre_cli.errors import DataError, UsageError
+
+FORMAT = "mmolre-canonical/1"
+SPLITS = ("train", "valid", "test")
+MOSEI_EMOTIONS = ("happy", "sad", "anger", "surprise", "disgust", "fear")
+SENTIMENT_RANGE = (-3.0, 3.0)
+EMOTION_RANGE = (0.0, 3.0)
+
+# Feature chunks of about 2 MiB: large enough for full reads at disk speed, small enough that
+# reading a few samples does not pull in megabytes it does not need.
+_CHUNK_BYTES = 2 << 20
+# Validation scans features in slices of about this size to bound temporary memory on GB-sized data.
+_SCAN_BYTES = 64 << 20
+
+
+@dataclass
+class Split:
+    """One split: ids, per-modality features and lengths, labels (NaN where unknown)."""
+
+    ids: np.ndarray
+    features: dict[str, np.ndarray]
+    lengths: dict[str, np.ndarray]
+    sentiment: np.ndarray
+    emotion: np.ndarray
+    raw_text: np.ndarray | None = None
+
+    @property
+    def size(self) -> int:
+        """Number of samples."""
+        return len(self.ids)
+
+
+@dataclass
+class CanonicalData:
+    """A prepared dataset: what a canonical file holds, in memory."""
+
+    dataset: str
+    source: str
+    modalities: list[str]
+    emotions: list[str]
+    splits: dict[str, Split]
+    options: dict = field(default_factory=dict)
+    created_by: str = f"mmolre {__version__}"
+
+    def feature_dims(self) -> dict[str, int]:
+        """Feature dimension D_m of each modality (equal in every split)."""
+        first = next(iter(self.splits.values()))
+        return {m: int(first.features[m].shape[2]) for m in self.modalities}
+
+
+def _describe(a: np.ndarray) -> str:
+    return f"{a.dtype} {tuple(a.shape)}"
+
+
+def _check_strings(a: object, src: str, where: str, n: int | None) -> int:
+    if not isinstance(a, np.ndarray) or a.ndim != 1 or a.dtype.kind not in "UO":
+        got = _describe(a) if isinstance(a, np.ndarray) else type(a).__name__
+        raise DataError(f"{src}: {where}: expected strings (N,), got {got}")
+    if a.dtype.kind == "O" and not all(isinstance(s, str) for s in a):
+        raise DataError(f"{src}: {where}: expected strings (N,), got non-string objects")
+    if n is not None and len(a) != n:
+        raise DataError(f"{src}: {where}: {len(a)} entries, but ids has {n}")
+    return len(a)
+
+
+def _check_array(a: object, src: str, where: str, dtype: type, shape: str, ndim: int) -> np.ndarray:
+    if not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != ndim:
+        got = _describe(a) if isinstance(a, np.ndarray) else type(a).__name__
+        raise DataError(f"{src}: {where}: expected {np.dtype(dtype)} {shape}, got {got}")
+    return a
+
+
+def _check_rows(a: np.ndarray, n: int, src: str, where: str) -> None:
+    if a.shape[0] != n:
+        raise DataError(f"{src}: {where}: {a.shape[0]} samples, but ids has {n}")
+
+
+def _check_labels(a: np.ndarray, lo: float, hi: float, src: str, where: str) -> None:
+    # NaN means "unknown" and is allowed; anything else must be a finite value in range.
+    bad = ~np.isnan(a) & ~((a >= lo) & (a <= hi))
+    if bad.any():
+        idx = np.argwhere(bad)[0]
+        value = a[tuple(idx)]
+        kind = "infinite value" if np.isinf(value) else f"value {value:g} outside [{lo:g}, {hi:g}]"
+        raise DataError(f"{src}: {where}: {kind} at sample {idx[0]} (NaN marks unknown)")
+
+
+def _check_features(x: np.ndarray, lengths: np.ndarray, src: str, where: str) -> None:
+    step = max(1, _SCAN_BYTES // max(1, x[0].nbytes))
+    positions = np.arange(x.shape[1])
+    for start in range(0, len(x), step):
+        block = x[start : start + step]
+        # A float64 sum of float32 values cannot overflow, so it is finite exactly when every value
+        # is, without the full-size boolean temporary of np.isfinite(block).all().
+        if not np.isfinite(block.sum(dtype=np.float64)):
+            i = start + int(np.argwhere(~np.isfinite(block))[0, 0])
+            raise DataError(f"{src}: {where}: non-finite value at sample {i}")
+        padded = positions[None, :] >= lengths[start : start + step, None]
+        if np.count_nonzero(block[padded]):
+            i = start + int(np.argwhere((block != 0).any(axis=2) & padded)[0, 0])
+            raise DataError(f"{src}: {where}: non-zero value after the length of sample {i} (padding must be zero)")
+
+
+def _check_split(data: CanonicalData, name: str, split: Split, src: str) -> None:
+    n = _check_strings(split.ids, src, f"{name}/ids", None)
+    if n == 0:
+        raise DataError(f"{src}: {name}: empty split (no samples)")
+    for key, table in (("features", split.features), ("lengths", split.lengths)):
+        extra = sorted(set(table) - set(data.modalities))
+        if extra:
+            raise DataError(f"{src}: {name}/{key}/{extra[0]}: modality not listed in modalities {data.modalities}")
+    for m in data.modalities:
+        fwhere, lwhere = f"{name}/features/{m}", f"{name}/lengths/{m}"
+        if m not in split.features:
+            raise DataError(f"{src}: {fwhere}: missing")
+        if m not in split.lengths:
+            raise DataError(f"{src}: {lwhere}: missing")
+        x = _check_array(split.features[m], src, fwhere, np.float32, "(N, T, D)", 3)
+        lengths = _check_array(split.lengths[m], src, lwhere, np.int32, "(N,)", 1)
+        _check_rows(x, n, src, fwhere)
+        _check_rows(lengths, n, src, lwhere)
+        if (lengths < 0).any() or (lengths > x.shape[1]).any():
+            raise DataError(
+                f"{src}: {lwhere}: lengths must lie in [0, {x.shape[1]}], got {lengths.min()}..{lengths.max()}"
+            )
+        _check_features(x, lengths, src, fwhere)
+    where = f"{name}/labels/sentiment"
+    sentiment = _check_array(split.sentiment, src, where, np.float32, "(N,)", 1)
+    _check_rows(sentiment, n, src, where)
+    _check_labels(sentiment, *SENTIMENT_RANGE, src, where)
+    where = f"{name}/labels/emotion"
+    emotion = _check_array(split.emotion, src, where, np.float32, f"(N, {len(data.emotions)})", 2)
+    _check_rows(emotion, n, src, where)
+    if emotion.shape[1] != len(data.emotions):
+        raise DataError(f"{src}: {where}: {emotion.shape[1]} columns, but emotions lists {len(data.emotions)}")
+    _check_labels(emotion, *EMOTION_RANGE, src, where)
+    if split.raw_text is not None:
+        _check_strings(split.raw_text, src, f"{name}/raw_text", n)
+
+
+def _check_names(names: object, src: str, where: str) -> None:
+    if (
+        not isinstance(names, list)
+        or not all(isinstance(s, str) and s and "/" not in s for s in names)
+        or len(set(names)) != len(names)
+    ):
+        raise DataError(f"{src}: {where}: expected a list of distinct non-empty names without '/', got {names!r}")
+
+
+def validate(data: CanonicalData, *, source: str) -> None:
+    """Check ``data`` against the canonical layout; raise ``DataError`` naming ``source`` and the field."""
+    for attr in ("dataset", "source", "created_by"):
+        if not isinstance(getattr(data, attr), str):
+            raise DataError(f"{source}: /{attr}: expected a string, got {getattr(data, attr)!r}")
+    _check_names(data.modalities, source, "/modalities")
+    if not data.modalities:
+        raise DataError(f"{source}: /modalities: no modalities")
+    _check_names(data.emotions, source, "/emotions")
+    if not isinstance(data.options, dict):
+        raise DataError(f"{source}: /options: expected a JSON object, got {type(data.options).__name__}")
+    try:
+        json.dumps(data.options, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{source}: /options: not JSON-serialisable ({e})") from None
+    unknown = sorted(set(data.splits) - set(SPLITS))
+    if unknown:
+        raise DataError(f"{source}: {unknown[0]}: unknown split (expected one of {', '.join(SPLITS)})")
+    if not data.splits:
+        raise DataError(f"{source}: /: no splits")
+    for name, split in data.splits.items():
+        _check_split(data, name, split, source)
+    first_name, first = next(iter(data.splits.items()))
+    for name, split in data.splits.items():
+        for m in data.modalities:
+            d, d0 = split.features[m].shape[2], first.features[m].shape[2]
+            if d != d0:
+                raise DataError(f"{source}: {name}/features/{m}: feature dim {d} differs from {first_name}'s {d0}")
+
+
+def _string_dataset(group: h5py.Group, name: str, values: np.ndarray) -> None:
+    group.create_dataset(name, data=np.asarray(values, dtype=object), dtype=h5py.string_dtype())
+
+
+def _write_split(group: h5py.Group, split: Split) -> None:
+    _string_dataset(group, "ids", split.ids)
+    for m, x in split.features.items():
+        rows = int(min(len(x), max(1, _CHUNK_BYTES // max(1, x[0].nbytes))))
+        group.create_dataset(f"features/{m}", data=x, chunks=(rows, *x.shape[1:]))
+        group.create_dataset(f"lengths/{m}", data=split.lengths[m])
+    group.create_dataset("labels/sentiment", data=split.sentiment)
+    group.create_dataset("labels/emotion", data=split.emotion)
+    if split.raw_text is not None:
+        _string_dataset(group, "raw_text", split.raw_text)
+
+
+def write_canonical(data: CanonicalData, path: str | os.PathLike, *, force: bool = False) -> Path:
+    """Validate ``data`` and write it to ``path`` atomically (a temporary file, then a rename).
+
+    Refuses an existing ``path`` unless ``force``. Returns the path written.
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise DataError(f"{path}: already exists (use --force to overwrite)")
+    validate(data, source=str(path))
+    missing = [s for s in SPLITS if s not in data.splits]
+    if missing:
+        raise DataError(f"{path}: {missing[0]}: missing split (a canonical file holds {', '.join(SPLITS)})")
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["dataset"] = data.dataset
+            f.attrs["source"] = data.source
+            f.attrs["modalities"] = json.dumps(data.modalities)
+            f.attrs["emotions"] = json.dumps(data.emotions)
+            f.attrs["created_by"] = data.created_by
+            f.attrs["options"] = json.dumps(data.options, sort_keys=True)
+            for name in SPLITS:
+                _write_split(f.create_group(name), data.splits[name])
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        raise DataError(f"{path}: cannot write: {e.strerror or e}") from e
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def _attr(f: h5py.File, name: str, src: str) -> str:
+    if name not in f.attrs:
+        raise DataError(f"{src}: /{name}: missing root attribute (not an mmolre canonical file?)")
+    value = f.attrs[name]
+    if isinstance(value, bytes | np.bytes_):
+        value = value.decode("utf-8")
+    if not isinstance(value, str):
+        raise DataError(f"{src}: /{name}: expected a string attribute, got {value!r}")
+    return value
+
+
+def _json_attr(f: h5py.File, name: str, src: str) -> object:
+    try:
+        return json.loads(_attr(f, name, src))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{src}: /{name}: invalid JSON ({e.msg})") from None
+
+
+def _dataset(group: h5py.Group, name: str, src: str) -> h5py.Dataset:
+    obj = group.get(name)
+    if not isinstance(obj, h5py.Dataset):
+        what = "missing dataset" if obj is None else "expected a dataset, got a group"
+        raise DataError(f"{src}: {group.name.lstrip('/')}/{name}: {what}")
+    return obj
+
+
+def _read_strings(group: h5py.Group, name: str, src: str) -> np.ndarray:
+    ds = _dataset(group, name, src)
+    if h5py.check_string_dtype(ds.dtype) is None:
+        raise DataError(f"{src}: {ds.name.lstrip('/')}: expected strings (N,), got {ds.dtype} {ds.shape}")
+    return np.asarray(ds.asstr()[()], dtype=str)
+
+
+def _read_split(f: h5py.File, name: str, modalities: list[str], src: str) -> Split:
+    group = f.get(name)
+    if not isinstance(group, h5py.Group):
+        raise DataError(f"{src}: {name}: missing split group")
+
+    def read(field_name: str) -> np.ndarray:
+        return np.asarray(_dataset(group, field_name, src)[()])
+
+    return Split(
+        ids=_read_strings(group, "ids", src),
+        features={m: read(f"features/{m}") for m in modalities},
+        lengths={m: read(f"lengths/{m}") for m in modalities},
+        sentiment=read("labels/sentiment"),
+        emotion=read("labels/emotion"),
+        raw_text=_read_strings(group, "raw_text", src) if "raw_text" in group else None,
+    )
+
+
+def read_canonical(path: str | os.PathLike, *, splits: Iterable[str] = SPLITS) -> CanonicalData:
+    """Read and validate a canonical file (only the named ``splits``; a single name is accepted)."""
+    path = Path(path)
+    src = str(path)
+    splits = (splits,) if isinstance(splits, str) else tuple(splits)
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown:
+        raise UsageError(f"splits: unknown split {unknown[0]!r} (expected {', '.join(SPLITS)})")
+    if not path.exists():
+        raise DataError(f"{src}: file not found")
+    if path.is_dir():
+        raise DataError(f"{src}: is a directory, not a canonical HDF5 file")
+    if not h5py.is_hdf5(path):
+        raise DataError(f"{src}: not an HDF5 file")
+    try:
+        with h5py.File(path, "r") as f:
+            fmt = _attr(f, "format", src)
+            if fmt != FORMAT:
+                raise DataError(f"{src}: /format: expected {FORMAT!r}, got {fmt!r}")
+            modalities = _json_attr(f, "modalities", src)
+            emotions = _json_attr(f, "emotions", src)
+            _check_names(modalities, src, "/modalities")
+            _check_names(emotions, src, "/emotions")
+            data = CanonicalData(
+                dataset=_attr(f, "dataset", src),
+                source=_attr(f, "source", src),
+                modalities=modalities,
+                emotions=emotions,
+                splits={s: _read_split(f, s, modalities, src) for s in splits},
+                options=_json_attr(f, "options", src),
+                created_by=_attr(f, "created_by", src),
+            )
+    except (OSError, RuntimeError) as e:
+        # h5py reports truncated or damaged files as OSError (sometimes RuntimeError) from deep inside.
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{src}: unreadable HDF5 file (truncated or corrupt?): {reason}") from e
+    validate(data, source=src)
+    return data
+
+
+def _stats(values: np.ndarray) -> dict[str, float | None]:
+    if values.size == 0:
+        return {"min": None, "max": None, "mean": None}
+    return {"min": float(values.min()), "max": float(values.max()), "mean": float(values.mean())}
+
+
+def summarize(data: CanonicalData) -> dict:
+    """A JSON-ready summary: per split size, feature shapes, label statistics and coverage."""
+    splits = {}
+    for name, split in data.splits.items():
+        known_sentiment = split.sentiment[~np.isnan(split.sentiment)]
+        known_emotion = ~np.isnan(split.emotion)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            prevalence = (split.emotion > 0).sum(axis=0) / known_emotion.sum(axis=0)
+        complete = known_emotion.all(axis=1) if data.emotions else np.zeros(split.size, dtype=bool)
+        splits[name] = {
+            "size": split.size,
+            "features": {m: list(split.features[m].shape) for m in data.modalities},
+            "sentiment": {"known": float(len(known_sentiment) / split.size), **_stats(known_sentiment)},
+            "emotion": {
+                "known": float(complete.mean()),
+                "prevalence": {
+                    e: None if np.isnan(p) else float(p) for e, p in zip(data.emotions, prevalence, strict=True)
+                },
+            },
+        }
+    return {
+        "format": FORMAT,
+        "dataset": data.dataset,
+        "source": data.source,
+        "modalities": list(data.modalities),
+        "emotions": list(data.emotions),
+        "feature_dims": data.feature_dims(),
+        "splits": splits,
+    }

@@ -1,0 +1,242 @@
+"""Synthetic data with the shapes of CMU-MOSI or CMU-MOSEI, whose two tasks share and conflict.
+
+Every clip has eight hidden factors, independent standard normals (``FACTORS``):
+
+- ``valence`` (shared): raises sentiment and *happy*, lowers *sad*, *anger*, *disgust*, *fear*.
+- ``opinion``, ``appraisal`` (sentiment only): raise sentiment, no emotion.
+- ``arousal``, ``novelty``, ``threat``, ``hostility`` (emotion only): arousal raises *anger*,
+  *surprise* and *fear* and lowers *sad*; novelty raises *surprise* (and a little *happy*);
+  threat raises *fear* and *sad*; hostility raises *anger* and *disgust*.
+- ``irony`` (conflict): raises sentiment but also *sad* and *disgust*, and lowers *happy*, so a
+  single representation shared by both tasks is pulled two ways.
+
+Labels. Sentiment is a weighted sum of valence, opinion, appraisal and irony plus noise,
+standardised, scaled to a MOSI-like spread (std 1.5 before clipping), clipped to [-3, 3] and
+rounded to multiples of 1/3 (about 9 % of labels are exactly 0, so Has0 and Non0 metrics
+differ). Each emotion has a latent score (a weighted sum of factors plus noise, standardised);
+it is present when the score exceeds a threshold set from the quantiles of the whole generated
+set, so prevalences match MOSEI's (happy 54 %, sad 25 %, anger 21 %, disgust 17 %, surprise 10 %,
+fear 8 %), with intensity the excess over the threshold rounded up to a multiple of 1/3, at most 3.
+MOSI-like data carry no emotion labels (all NaN), as MOSI itself.
+
+Features. Each modality observes the factors weighted by how well it sees them (text: valence,
+opinion, appraisal, irony; audio: arousal, valence, threat, hostility; vision: novelty, threat,
+hostility, irony, valence; each a little of the rest) plus its own noise, mixed into its D_m
+dimensions by a random matrix fixed by the seed. That signal appears only at a random subset of
+the clip's time steps (about 30 %, the same steps in every modality, as the data are
+word-aligned), on top of a per-clip nuisance offset unrelated to the labels and uniform noise at
+every step. Each clip has one random length, from min(10, ``seq_len``) to ``seq_len``, shared by
+its modalities; positions after it are exactly zero. No modality sees every factor well, so
+fusion pays off, and the label noise caps what any model can reach: on MOSEI-like data at scale
+0.1 a small attention model reaches a test sentiment Corr of about 0.73 (ridge regression on
+mean-pooled features: text alone 0.70, all modalities 0.72).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from mmolre_cli import __version__
+from mmolre_cli.data.canonical import (
+    FORMAT,
+    MOSEI_EMOTIONS,
+    SPLITS,
+    CanonicalData,
+    Split,
+    write_canonical,
+)
+from mmolre_cli.errors import UsageError
+
+FACTORS = ("valence", "opinion", "appraisal", "arousal", "novelty", "threat", "hostility", "irony")
+
+BUILTIN_LIKE = "mosei"
+BUILTIN_SCALE = 0.1
+BUILTIN_SEED = 0
+
+# Shapes of the MMSA aligned_50 releases: feature dims, sequence length, split sizes.
+_SHAPES = {
+    "mosi": {
+        "dims": {"text": 768, "audio": 5, "vision": 20},
+        "seq_len": 50,
+        "sizes": (1284, 229, 686),
+        "emotions": False,
+    },
+    "mosei": {
+        "dims": {"text": 768, "audio": 74, "vision": 35},
+        "seq_len": 50,
+        "sizes": (16326, 1871, 4659),
+        "emotions": True,
+    },
+}
+
+# Rows: how each label loads on FACTORS. Columns follow FACTORS.
+_SENTIMENT_WEIGHTS = np.array([1.0, 0.6, 0.5, 0, 0, 0, 0, 0.6], dtype=np.float32)
+_EMOTION_WEIGHTS = np.array(
+    [
+        # valence opinion appraisal arousal novelty threat hostility irony
+        [1.0, 0, 0, 0, 0.3, 0, 0, -0.7],  # happy
+        [-0.7, 0, 0, -0.3, 0, 0.4, 0, 0.6],  # sad
+        [-0.5, 0, 0, 0.7, 0, 0, 0.6, 0],  # anger
+        [0, 0, 0, 0.6, 0.8, 0, 0, 0],  # surprise
+        [-0.5, 0, 0, 0, 0, 0, 0.6, 0.6],  # disgust
+        [-0.3, 0, 0, 0.5, 0, 0.8, 0, 0],  # fear
+    ],
+    dtype=np.float32,
+)
+_PREVALENCE = np.array([0.54, 0.25, 0.21, 0.10, 0.17, 0.08], dtype=np.float32)
+# How strongly each modality observes each factor (columns follow FACTORS).
+_VISIBILITY = {
+    "text": np.array([1.0, 1.0, 1.0, 0.2, 0.3, 0.3, 0.3, 0.8], dtype=np.float32),
+    "audio": np.array([0.5, 0.1, 0.2, 1.0, 0.3, 0.6, 0.5, 0.3], dtype=np.float32),
+    "vision": np.array([0.6, 0.1, 0.1, 0.4, 1.0, 0.8, 1.0, 0.7], dtype=np.float32),
+}
+
+_SENTIMENT_NOISE = 0.6  # irreducible, relative to the factor part (std)
+_EMOTION_NOISE = 0.5
+_OBSERVATION_NOISE = 0.6  # per-modality noise on the factors it sees
+_STEP_NOISE = 1.0
+_NUISANCE_DIM = 4
+_CARRIER_RATE = 0.3
+_MIN_LENGTH = 10
+# Features are built in slices of about this many bytes, so that each slice stays in cache.
+_BLOCK_BYTES = 1 << 20
+
+
+def _standardise(a: np.ndarray) -> np.ndarray:
+    return (a - a.mean(axis=0)) / a.std(axis=0)
+
+
+def _features(
+    rng: np.random.Generator,
+    mixing: np.random.Generator,
+    m: str,
+    dim: int,
+    factors: np.ndarray,
+    valid: np.ndarray,
+    carrier: np.ndarray,
+) -> np.ndarray:
+    n, t = valid.shape
+    k = factors.shape[1]
+    projection = mixing.standard_normal((k, dim), dtype=np.float32) / np.float32(np.sqrt(k))
+    nuisance_map = mixing.standard_normal((_NUISANCE_DIM, dim), dtype=np.float32) / np.float32(np.sqrt(_NUISANCE_DIM))
+    # Noise after the visibility weights, so that a weakly seen factor is buried in it, not just scaled.
+    observed = factors * _VISIBILITY[m] + _OBSERVATION_NOISE * rng.standard_normal(factors.shape, dtype=np.float32)
+    signal = observed @ projection
+    offset = rng.standard_normal((n, _NUISANCE_DIM), dtype=np.float32) @ nuisance_map
+    x = np.empty((n, t, dim), dtype=np.float32)
+    rows = max(1, _BLOCK_BYTES // (t * dim * 4))
+    for s in range(0, n, rows):
+        block = x[s : s + rows]
+        # Uniform noise of variance _STEP_NOISE**2: several times cheaper to draw than Gaussian.
+        rng.random(out=block, dtype=np.float32)
+        block -= np.float32(0.5)
+        block *= np.float32(_STEP_NOISE * np.sqrt(12))
+        block += carrier[s : s + rows, :, None] * signal[s : s + rows, None, :]
+        block += offset[s : s + rows, None, :]
+        block *= valid[s : s + rows, :, None]
+    return x
+
+
+def _generate(like: str, scale: float, seed: int, seq_len: int | None) -> tuple[CanonicalData, np.ndarray]:
+    """``generate_synthetic`` plus the hidden factors (N_total, len(FACTORS)), splits in SPLITS order."""
+    if like not in _SHAPES:
+        raise UsageError(f"--like: unknown dataset shape {like!r} (choose {' or '.join(_SHAPES)})")
+    if not scale > 0:
+        raise UsageError(f"--scale: must be positive, got {scale}")
+    shape = _SHAPES[like]
+    seq_len = shape["seq_len"] if seq_len is None else seq_len
+    if seq_len < 1:
+        raise UsageError(f"--seq-len: must be at least 1, got {seq_len}")
+    if seed < 0:
+        raise UsageError(f"--seed: must be non-negative, got {seed}")
+    sizes = [max(8, round(n * scale)) for n in shape["sizes"]]
+    n = sum(sizes)
+    clip_seed, mix_seed, *modality_seeds = np.random.SeedSequence(seed).spawn(2 + len(shape["dims"]))
+    rng = np.random.default_rng(clip_seed)
+    mixing = np.random.default_rng(mix_seed)
+
+    factors = rng.standard_normal((n, len(FACTORS)), dtype=np.float32)
+    sentiment = _standardise(factors @ _SENTIMENT_WEIGHTS + _SENTIMENT_NOISE * rng.standard_normal(n, dtype=np.float32))
+    # Adding 0.0 turns the -0.0 that rounding produces into 0.0.
+    sentiment = np.round(np.clip(np.float32(1.5) * sentiment, -3, 3) * 3) / np.float32(3) + np.float32(0)
+    score = _standardise(
+        factors @ _EMOTION_WEIGHTS.T + _EMOTION_NOISE * rng.standard_normal((n, len(MOSEI_EMOTIONS)), dtype=np.float32)
+    )
+    # quantile gives a (level, emotion) grid; each emotion needs only its own level.
+    threshold = np.quantile(score, 1 - _PREVALENCE, axis=0).diagonal().astype(np.float32)
+    emotion = np.clip(np.ceil((score - threshold) * 3) / 3, 0, 3).astype(np.float32)
+    if not shape["emotions"]:
+        emotion.fill(np.nan)
+
+    low = min(_MIN_LENGTH, seq_len)
+    lengths = rng.integers(low, seq_len + 1, size=n, dtype=np.int32)
+    valid = np.arange(seq_len)[None, :] < lengths[:, None]
+    carrier = (rng.random((n, seq_len), dtype=np.float32) < _CARRIER_RATE) & valid
+    # Every clip shows its factors at least once.
+    carrier[np.arange(n), (rng.random(n) * lengths).astype(np.int64)] = True
+    features = {
+        m: _features(
+            np.random.default_rng(ms), mixing, m, dim, factors, valid.astype(np.float32), carrier.astype(np.float32)
+        )
+        for (m, dim), ms in zip(shape["dims"].items(), modality_seeds, strict=True)
+    }
+
+    ids = np.char.mod(f"synthetic_{like}_%05d$_$0", np.arange(n))
+    bounds = np.cumsum([0, *sizes])
+    splits = {
+        name: Split(
+            ids=ids[a:b],
+            features={m: x[a:b] for m, x in features.items()},
+            lengths={m: lengths[a:b].copy() for m in features},
+            sentiment=sentiment[a:b],
+            emotion=emotion[a:b],
+        )
+        for name, a, b in zip(SPLITS, bounds[:-1], bounds[1:], strict=True)
+    }
+    data = CanonicalData(
+        dataset=f"synthetic-{like}",
+        source="synthetic",
+        modalities=list(shape["dims"]),
+        emotions=list(MOSEI_EMOTIONS),
+        splits=splits,
+        options={"like": like, "scale": scale, "seed": seed, "seq_len": seq_len},
+    )
+    return data, factors
+
+
+def generate_synthetic(
+    like: str = "mosei", scale: float = 1.0, seed: int = 0, seq_len: int | None = None
+) -> CanonicalData:
+    """Generate a MOSI- or MOSEI-shaped dataset (``scale`` multiplies split sizes, at least 8 each)."""
+    return _generate(like, scale, seed, seq_len)[0]
+
+
+def _is_builtin(path: Path) -> bool:
+    try:
+        with h5py.File(path, "r") as f:
+            # A file from another mmolre version may hold differently generated data.
+            return (
+                f.attrs.get("format") == FORMAT
+                and f.attrs.get("source") == "synthetic"
+                and f.attrs.get("created_by") == f"mmolre {__version__}"
+            )
+    except OSError:
+        return False
+
+
+def builtin_dataset_path(cache_dir: Path | None = None) -> Path:
+    """Path of the default dataset (MOSEI-like, scale 0.1, seed 0), generated once into the cache.
+
+    The cache is ``cache_dir``, else ``$MMOLRE_CACHE_DIR``, else ``~/.cache/mmolre``.
+    """
+    if cache_dir is None:
+        cache_dir = Path(os.environ.get("MMOLRE_CACHE_DIR") or Path.home() / ".cache" / "mmolre")
+    path = Path(cache_dir).expanduser() / f"synthetic-{BUILTIN_LIKE}-s{BUILTIN_SCALE}-seed{BUILTIN_SEED}.h5"
+    if not _is_builtin(path):
+        data = generate_synthetic(BUILTIN_LIKE, BUILTIN_SCALE, BUILTIN_SEED)
+        write_canonical(data, path, force=True)
+    return path

@@ -1,0 +1,64 @@
+"""Unimodal encoders: pre-extracted features (B, T, D_m) → (B, T, d), zero at padded positions."""
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+class LinearEncoder(nn.Module):
+    """Normalise each frame's features, then project them to the model width."""
+
+    def __init__(self, input_dim: int, d_model: int, dropout: float = 0.1):
+        super().__init__()
+        self.norm = nn.LayerNorm(input_dim)
+        self.project = nn.Linear(input_dim, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        return self.dropout(self.project(self.norm(x))) * mask[..., None]
+
+
+def sinusoidal_positions(length: int, d_model: int, device: torch.device) -> Tensor:
+    """(T, d) fixed sinusoidal position codes, as in the original Transformer."""
+    position = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    frequency = torch.exp(torch.arange(0, d_model, 2, device=device) * (-math.log(10000.0) / d_model))
+    codes = torch.zeros(length, d_model, device=device)
+    codes[:, 0::2] = torch.sin(position * frequency)
+    codes[:, 1::2] = torch.cos(position * frequency)[:, : d_model // 2]
+    return codes
+
+
+class TransformerEncoder(nn.Module):
+    """Project, add position codes, then one pre-norm Transformer layer that ignores padding."""
+
+    def __init__(self, input_dim: int, d_model: int, dropout: float = 0.1, layers: int = 1, heads: int = 4):
+        super().__init__()
+        self.input = LinearEncoder(input_dim, d_model, dropout)
+        layer = nn.TransformerEncoderLayer(
+            d_model, heads, dim_feedforward=2 * d_model, dropout=dropout, batch_first=True, norm_first=True
+        )
+        # The nested-tensor fast path changes padded outputs between train and eval; we mask them anyway.
+        self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        h = self.input(x, mask) + sinusoidal_positions(x.shape[1], self.input.project.out_features, x.device)
+        return self.layers(h, src_key_padding_mask=~mask) * mask[..., None]
+
+
+class LSTMEncoder(nn.Module):
+    """A bidirectional LSTM over the valid frames only (packed), projected to the model width."""
+
+    def __init__(self, input_dim: int, d_model: int, dropout: float = 0.1):
+        super().__init__()
+        self.norm = nn.LayerNorm(input_dim)
+        self.lstm = nn.LSTM(input_dim, d_model, batch_first=True, bidirectional=True)
+        self.project = nn.Linear(2 * d_model, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        lengths = mask.sum(1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(self.norm(x), lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        return self.dropout(self.project(out)) * mask[..., None]

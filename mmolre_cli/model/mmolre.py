@@ -1,0 +1,117 @@
+"""The MMoLRE model: encoders → UniTSE per modality → task-adaptive fusion → task heads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from torch import Tensor, nn
+
+from mmolre_cli.config import ModelConfig
+from mmolre_cli.model.heads import make_head
+from mmolre_cli.model.masking import lengths_to_mask
+from mmolre_cli.model.routers import Route
+from mmolre_cli.model.unitse import UniTSE, UniTSEBlock
+from mmolre_cli.plugins.registry import Registry
+
+
+@dataclass(frozen=True)
+class DataSignature:
+    """What the model needs to know about the data: feature sizes per modality and emotion names."""
+
+    input_dims: dict[str, int]
+    emotions: list[str]
+
+    def to_dict(self) -> dict:
+        return {"input_dims": dict(self.input_dims), "emotions": list(self.emotions)}
+
+
+@dataclass
+class ModelOutput:
+    """``predictions`` per task (sa: (B,), er: (B, C) logits); ``aux_losses`` by name, unweighted;
+    ``routes`` keyed ``(modality, block, task)`` for routing analysis."""
+
+    predictions: dict[str, Tensor]
+    aux_losses: dict[str, Tensor]
+    routes: dict[tuple[str, int, str], Route] = field(default_factory=dict)
+
+
+def resolve_modalities(config: ModelConfig, signature: DataSignature) -> list[str]:
+    """The configured modalities (all of the data's when unset), in the data's order."""
+    if config.modalities is None:
+        return list(signature.input_dims)
+    missing = [m for m in config.modalities if m not in signature.input_dims]
+    if missing:
+        raise ValueError(f"modalities {missing} are not in the data (it has {list(signature.input_dims)})")
+    return list(config.modalities)
+
+
+class MMoLRE(nn.Module):
+    """Multimodal Mixture of Low-Rank Experts for joint sentiment analysis and emotion recognition."""
+
+    def __init__(self, config: ModelConfig, signature: DataSignature, registry: Registry):
+        super().__init__()
+        self.config, self.signature = config, signature
+        self.tasks = list(config.tasks)
+        self.modalities = resolve_modalities(config, signature)
+        d, dropout = config.d_model, config.dropout
+        self.encoders = nn.ModuleDict(
+            {
+                m: registry.get("encoder", config.encoder_for(m), option="--encoder").factory(
+                    input_dim=signature.input_dims[m], d_model=d, dropout=dropout
+                )
+                for m in self.modalities
+            }
+        )
+        self.unitse = (
+            nn.ModuleDict({m: UniTSE([self._block(registry) for _ in range(config.blocks)]) for m in self.modalities})
+            if config.unitse
+            else None
+        )
+        self.fusion = registry.get("fusion", config.fusion, option="--fusion").factory(
+            d_model=d, modalities=self.modalities, tasks=self.tasks, dropout=dropout
+        )
+        self.heads = nn.ModuleDict({t: make_head(t, d, len(signature.emotions), dropout) for t in self.tasks})
+
+    def _block(self, registry: Registry) -> UniTSEBlock:
+        config, experts = self.config, self.config.experts
+        expert = registry.get("expert", experts.type, option="--experts type").factory
+        shared = routers = specific = None
+        if config.shared_experts:
+            shared = expert(
+                d_model=config.d_model, n_experts=experts.shared, rank=experts.rank, dropout=experts.dropout
+            )
+            router = registry.get("router", config.router, option="--router").factory
+            routers = nn.ModuleDict(
+                {t: router(d_model=config.d_model, n_experts=experts.shared, topk=config.topk) for t in self.tasks}
+            )
+        if config.specific_experts:
+            specific = nn.ModuleDict(
+                {
+                    t: expert(d_model=config.d_model, n_experts=1, rank=experts.rank, dropout=experts.dropout)
+                    for t in self.tasks
+                }
+            )
+        return UniTSEBlock(config.d_model, self.tasks, shared, routers, specific)
+
+    def forward(self, features: Mapping[str, Tensor], lengths: Mapping[str, Tensor]) -> ModelOutput:
+        """features {m: (B, T_m, D_m)}, lengths {m: (B,)} → predictions, auxiliary losses, routes."""
+        masks = {m: lengths_to_mask(lengths[m], features[m].shape[1]) for m in self.modalities}
+        n_tasks = len(self.tasks)
+        per_task, routes = {}, {}
+        for m in self.modalities:
+            encoded = self.encoders[m](features[m], masks[m])  # b t d
+            h = encoded.unsqueeze(0).expand(n_tasks, *encoded.shape)  # τ b t d: every task starts equal
+            if self.unitse is not None:
+                h, block_routes = self.unitse[m](h, masks[m])
+                for block, by_task in enumerate(block_routes):
+                    routes.update({(m, block, task): route for task, route in by_task.items()})
+            per_task[m] = h
+        fused = self.fusion(per_task, masks)  # τ b d
+        predictions = {task: self.heads[task](fused[i]) for i, task in enumerate(self.tasks)}
+        if "sa" in predictions:
+            predictions["sa"] = predictions["sa"].squeeze(-1)
+        aux = {}
+        if routes:
+            aux["balance"] = sum(route.balance_loss for route in routes.values())
+        return ModelOutput(predictions, aux, routes)

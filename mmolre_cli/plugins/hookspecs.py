@@ -1,0 +1,32 @@
+"""The hook specifications: one hook per component kind, each handed a ``register`` callback.
+
+A plugin implements any of these with ``@mmolre_cli.hookimpl`` and calls
+``register(name, factory, description="")`` once per component it provides. What each kind's
+factory must build is described in :mod:`mmolre_cli.plugins.contracts`.
+"""
+
+import pluggy
+
+PROJECT = "mmolre"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_encoders(register):
+    """Register unimodal encoders: ``factory(input_dim, d_model, dropout)`` → (B, T, D) → (B, T, d)."""
+
+
+@hookspec
+def register_experts(register):
+    """Register expert types: ``factory(d_model, n_experts, rank, dropout)`` → a bank of n experts."""
+
+
+@hookspec
+def register_routers(register):
+    """Register routers: ``factory(d_model, n_experts, topk)`` → pooled (B, d) → :class:`Route`."""
+
+
+@hookspec
+def register_fusions(register):
+    """Register fusions: ``factory(d_model, modalities, tasks, dropout)`` → one vector per task."""

@@ -1,0 +1,80 @@
+"""The one registry of components: the source of CLI choices, config validation and ``mmolre plugins``."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from mmolre_cli.errors import UsageError
+
+#: Component kind → the hook that registers it.
+KIND_HOOKS = {
+    "encoder": "register_encoders",
+    "expert": "register_experts",
+    "router": "register_routers",
+    "fusion": "register_fusions",
+}
+KINDS = tuple(KIND_HOOKS)
+
+
+@dataclass(frozen=True)
+class Component:
+    """One registered component: ``factory`` builds it, ``plugin`` names who provided it."""
+
+    kind: str
+    name: str
+    factory: Callable
+    plugin: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that could not be imported or whose hook raised."""
+
+    plugin: str
+    stage: str
+    error: str
+
+    def message(self) -> str:
+        return f"plugin {self.plugin!r} failed at {self.stage}: {self.error}"
+
+
+@dataclass
+class Registry:
+    """Components by kind and name, plus the plugins that failed while filling it."""
+
+    components: dict[str, dict[str, Component]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    failures: list[PluginFailure] = field(default_factory=list)
+
+    def add(self, kind: str, name: str, factory: Callable, *, plugin: str, description: str = "") -> None:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"{kind} name must be an identifier, got {name!r}")
+        if not callable(factory):
+            raise TypeError(f"{kind} {name!r}: factory is not callable")
+        existing = self.components[kind].get(name)
+        if existing is not None:
+            raise ValueError(f"{kind} {name!r} is already registered by plugin {existing.plugin!r}")
+        self.components[kind][name] = Component(kind, name, factory, plugin, description)
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.components[kind])
+
+    def get(self, kind: str, name: str, *, option: str | None = None) -> Component:
+        """The component, or a UsageError naming the option and the closest valid name."""
+        try:
+            return self.components[kind][name]
+        except KeyError:
+            raise UsageError(unknown_choice(option or kind, name, self.names(kind))) from None
+
+    def __iter__(self) -> Iterator[Component]:
+        for kind in KINDS:
+            yield from (self.components[kind][name] for name in self.names(kind))
+
+
+def unknown_choice(what: str, value: object, valid: list[str]) -> str:
+    """The one-line message for a value that is not among ``valid``, suggesting the closest one."""
+    close = difflib.get_close_matches(str(value), valid, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{what}: unknown value {value!r} (valid: {', '.join(valid)}){hint}"

@@ -1,0 +1,56 @@
+"""Checkpoints: written atomically, read with ``weights_only=True`` so a file can never run code."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmolre_cli.errors import CheckpointError
+
+FORMAT = "mmolre-checkpoint/1"
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def atomic_save(payload: dict[str, Any], path: Path) -> None:
+    """Write to a temporary file beside ``path``, fsync, then rename: a crash leaves the old file intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(payload, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def find_checkpoint(run_or_checkpoint: Path) -> Path:
+    """The checkpoint file of a run directory, or the file itself."""
+    path = Path(run_or_checkpoint)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint found (expected a run directory or a .pt file)")
+    return path
+
+
+def load_checkpoint(run_or_checkpoint: Path) -> dict[str, Any]:
+    """The checkpoint's payload; refuses files that are not mmolre checkpoints or need arbitrary code."""
+    path = find_checkpoint(run_or_checkpoint)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe content"
+        raise CheckpointError(f"{path}: refused to load: {first}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an mmolre checkpoint (missing format {FORMAT!r})")
+    return payload

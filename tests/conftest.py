@@ -1,0 +1,60 @@
+"""Shared fixtures: a tiny synthetic dataset on disk and a fresh plugin registry."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmolre_cli.data.canonical import write_canonical
+from mmolre_cli.data.synthetic import generate_synthetic
+from mmolre_cli.model import DataSignature
+from mmolre_cli.plugins import build_registry, get_plugin_manager
+
+EMOTIONS = ["happy", "sad", "anger", "surprise", "disgust", "fear"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path_factory):
+    """No test sees the user's cache, tracking server or plugin allow-list."""
+    monkeypatch.setenv("MMOLRE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MMOLRE_LOAD_PLUGINS", raising=False)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A small MOSEI-like file (a few hundred clips, sequences of 12 frames)."""
+    path = tmp_path_factory.mktemp("data") / "tiny.h5"
+    write_canonical(generate_synthetic(like="mosei", scale=0.01, seed=3, seq_len=12), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_mosi(tmp_path_factory):
+    """A small MOSI-like file: sentiment labels only."""
+    path = tmp_path_factory.mktemp("data") / "mosi.h5"
+    write_canonical(generate_synthetic(like="mosi", scale=0.05, seed=4, seq_len=12), path)
+    return path
+
+
+@pytest.fixture
+def registry():
+    return build_registry(*get_plugin_manager())
+
+
+@pytest.fixture
+def signature():
+    return DataSignature({"text": 24, "audio": 5, "vision": 7}, EMOTIONS)
+
+
+def random_inputs(signature: DataSignature, batch: int = 6, length: int = 10, seed: int = 0):
+    """Random features and lengths (at least 2) with padded positions zeroed."""
+    generator = torch.Generator().manual_seed(seed)
+    features, lengths = {}, {}
+    for modality, dim in signature.input_dims.items():
+        lengths[modality] = torch.randint(2, length + 1, (batch,), generator=generator)
+        x = torch.randn(batch, length, dim, generator=generator)
+        valid = torch.arange(length)[None, :] < lengths[modality][:, None]
+        features[modality] = x * valid[..., None]
+    return features, lengths

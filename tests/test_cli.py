@@ -1,0 +1,117 @@
+"""The command line end to end: prepare, train, eval, tracking, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from mmolre_cli.cli.app import app
+
+FAST = ["--epochs", "2", "--d-model", "16", "--experts", "shared=2,rank=4", "--topk", "1", "--batch-size", "32"]
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_version(runner):
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.startswith("mmolre ")
+
+
+def test_prepare_synthetic_writes_a_readable_file(runner, tmp_path):
+    from mmolre_cli.data.canonical import read_canonical
+
+    out = tmp_path / "s.h5"
+    result = runner.invoke(app, ["prepare", "synthetic", "--like", "mosi", "--scale", "0.01", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert read_canonical(out).dataset.startswith("synthetic")
+
+
+def test_train_then_eval_reproduces_the_test_metrics(runner, tiny_data, tmp_path):
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--data", str(tiny_data), *FAST, "--out", str(run_dir), "--no-track"])
+    assert result.exit_code == 0, result.output
+    assert "Corr" in result.stdout
+    for name in ("config.yaml", "checkpoint.pt", "metrics.json"):
+        assert (run_dir / name).is_file()
+    report = json.loads((run_dir / "metrics.json").read_text())
+    assert 1 <= report["selected_epoch"] <= 2 and len(report["history"]) == 2
+    evaluated = runner.invoke(app, ["eval", str(run_dir), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    metrics = json.loads(evaluated.stdout)["metrics"]
+    for key in ("MAE", "Corr", "Acc_7", "WA_mean", "micro_F1", "loss"):
+        assert metrics[key] == pytest.approx(report["metrics"]["test"][key], rel=1e-6)
+
+
+def test_training_is_deterministic_for_a_seed(runner, tiny_data, tmp_path):
+    reports = []
+    for name in ("a", "b"):
+        args = ["train", "--data", str(tiny_data), *FAST, "--seed", "7", "--out", str(tmp_path / name), "--no-track"]
+        assert runner.invoke(app, args).exit_code == 0
+        reports.append(json.loads((tmp_path / name / "metrics.json").read_text())["metrics"])
+    assert reports[0] == reports[1]
+
+
+def test_mosi_like_data_trains_sentiment_only(runner, tiny_mosi, tmp_path):
+    result = runner.invoke(
+        app, ["train", "--data", str(tiny_mosi), *FAST, "--out", str(tmp_path / "r"), "--json", "--no-track"]
+    )
+    assert result.exit_code == 0, result.output
+    test = json.loads(result.stdout)["test"]
+    assert "Corr" in test and "WA_mean" not in test
+
+
+def test_train_logs_to_mlflow_in_the_run_directory(runner, tiny_data, tmp_path):
+    run_dir = tmp_path / "tracked"
+    result = runner.invoke(app, ["train", "--data", str(tiny_data), *FAST, "--epochs", "1", "--out", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{run_dir / 'mlflow.db'}")
+    (run,) = mlflow.search_runs(experiment_names=["mmolre"], output_format="list")
+    assert run.data.params["model.experts.shared"] == "2"
+    assert "test_Corr" in run.data.metrics and "valid_loss" in run.data.metrics
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "metrics.json", "checkpoint.pt"} <= artifacts
+
+
+def test_unreachable_tracking_server_warns_and_training_completes(runner, tiny_data, tmp_path):
+    run_dir = tmp_path / "r"
+    args = ["train", "--data", str(tiny_data), *FAST, "--epochs", "1", "--out", str(run_dir)]
+    result = runner.invoke(app, [*args, "--tracking-uri", "http://127.0.0.1:9"])
+    assert result.exit_code == 0, result.output
+    assert "MLflow tracking" in result.stderr and (run_dir / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--router", "topp"], "--router: unknown value 'topp'"),
+        (["--fusion", "sum"], "--fusion: unknown value 'sum'"),
+        (["--experts", "type=sparse"], "--experts type: unknown value 'sparse'"),
+        (["--experts", "experts=4"], "--experts: unknown key 'experts'"),
+        (["--experts", "shared=2", "--topk", "3"], "topk (3) cannot exceed"),
+        (["--encoder", "text=bert"], "--encoder text: unknown value 'bert'"),
+    ],
+)
+def test_bad_options_fail_in_one_line_and_write_nothing(runner, tiny_data, tmp_path, args, fragment):
+    out = tmp_path / "never"
+    result = runner.invoke(app, ["train", "--data", str(tiny_data), "--out", str(out), *args])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_a_finished_run_is_never_overwritten(runner, tiny_data, tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["train", "--data", str(tiny_data), *FAST, "--epochs", "1", "--out", str(run_dir), "--no-track"]
+    assert runner.invoke(app, args).exit_code == 0
+    before = (run_dir / "metrics.json").read_bytes()
+    again = runner.invoke(app, args)
+    assert again.exit_code == 1 and "already holds a run" in again.stderr
+    assert (run_dir / "metrics.json").read_bytes() == before
