@@ -33,6 +33,7 @@ class ExpertConfig:
 class ModelConfig:
     """The MMoLRE architecture; component names are looked up in the plugin registry."""
 
+    architecture: str = "mmolre"  # or a baseline from ARCHITECTURES
     d_model: int = 128
     modalities: list[str] | None = None  # None: every modality the data holds
     tasks: list[str] = field(default_factory=lambda: ["sa", "er"])
@@ -54,6 +55,15 @@ class ModelConfig:
         return self.encoders.get(modality, self.encoder)
 
 
+#: Learning-rate schedules: constant, linear warm-up then cosine decay to 0, halve on a validation plateau.
+SCHEDULES = ("constant", "cosine", "plateau")
+#: Numeric precisions of the forward pass.
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+#: Model families ``model.architecture`` accepts: MMoLRE and the baselines of SPEC §3.
+ARCHITECTURES = ("mmolre", "hps", "mmoe", "cgc")
+
+
 @dataclass
 class TrainConfig:
     """Optimisation and selection; model selection always uses the validation split."""
@@ -62,10 +72,15 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    patience: int = 6
-    grad_clip: float = 1.0
+    patience: int = 4  # epochs without improvement of ``select`` before stopping
+    grad_clip: float = 1.0  # max gradient norm; 0 turns clipping off
     seed: int = 1
     device: str = "cpu"
+    select: str = "loss"  # validation metric that selects the checkpoint (direction from its name)
+    schedule: str = "constant"  # learning rate: one of SCHEDULES
+    warmup_epochs: int = 1  # linear warm-up before the cosine decay
+    precision: str = "fp32"  # one of PRECISIONS; bf16/fp16 autocast the forward pass
+    tune_thresholds: bool = False  # tune MER thresholds on the validation split of the selected checkpoint
 
 
 @dataclass
@@ -215,6 +230,7 @@ def check_ranges(config: RunConfig, source: str = "config") -> None:
         "model.blocks": model.blocks,
         "train.epochs": train.epochs,
         "train.batch_size": train.batch_size,
+        "train.patience": train.patience,
     }
     for key, value in positive.items():
         if value < 1:
@@ -226,6 +242,10 @@ def check_ranges(config: RunConfig, source: str = "config") -> None:
         raise UsageError(
             f"{source}: topk ({model.topk}) cannot exceed the number of shared experts ({model.experts.shared})"
         )
+    if model.architecture not in ARCHITECTURES:
+        raise UsageError(
+            f"{source}: model.architecture: unknown {model.architecture!r} (valid: {', '.join(ARCHITECTURES)})"
+        )
     if not model.tasks:
         raise UsageError(f"{source}: model.tasks must name at least one task")
     for task in model.tasks:
@@ -233,6 +253,17 @@ def check_ranges(config: RunConfig, source: str = "config") -> None:
             raise UsageError(f"{source}: model.tasks: unknown task {task!r} (valid: sa, er)")
     if train.lr <= 0:
         raise UsageError(f"{source}: train.lr must be positive, got {train.lr}")
+    nonnegative = {
+        "train.weight_decay": train.weight_decay,
+        "train.grad_clip": train.grad_clip,
+        "train.warmup_epochs": train.warmup_epochs,
+    }
+    for key, value in nonnegative.items():
+        if value < 0:
+            raise UsageError(f"{source}: {key} must not be negative, got {value}")
+    for key, value, valid in (("schedule", train.schedule, SCHEDULES), ("precision", train.precision, PRECISIONS)):
+        if value not in valid:
+            raise UsageError(f"{source}: train.{key}: unknown value {value!r} (valid: {', '.join(valid)})")
 
 
 def parse_assignments(values: list[str], option: str, valid: tuple[str, ...]) -> dict[str, str]:

@@ -126,9 +126,15 @@ def train(
             progress=lambda done, total: bar.update(task, completed=done, total=total), warn=warn,
         )  # fmt: skip
     if json_output:
-        print_json({"run_dir": str(result.run_dir), "selected_epoch": result.selected_epoch, **result.metrics})
+        print_json({
+            "run_dir": str(result.run_dir),
+            "selected_epoch": result.selected_epoch,
+            **result.metrics,
+            "trivial_test": result.trivial_test,
+        })
         return
-    console.print(metrics_table(f"MMoLRE — selected epoch {result.selected_epoch}", result.metrics))
+    columns = {**result.metrics, "trivial (test)": result.trivial_test}
+    console.print(metrics_table(f"MMoLRE — selected epoch {result.selected_epoch}", columns))
     console.print(f"run directory: {result.run_dir}")
     if result.tracking_run_id:
         console.print(f"MLflow run {result.tracking_run_id} at {uri}")

@@ -54,3 +54,16 @@ def evaluate(
     predictions, losses = predict(model, split, batch_size, pos_weight, device)
     named = {("loss" if name == "loss" else f"loss_{name}"): value for name, value in losses.items()}
     return {**named, **score(predictions, split, model.config, model.signature.emotions)}
+
+
+def trivial_baseline(train: TensorSplit, split: TensorSplit, config: ModelConfig, emotions: list[str]) -> dict[str, float]:
+    """Metrics of a predictor that ignores its input: the training mean sentiment for every clip and,
+    per emotion, a constant logit log(p / (1 - p)) from the training prevalence p."""
+    n = len(split)
+    sentiment = train.sentiment[~train.sentiment.isnan()]
+    predictions = {"sa": np.full(n, float(sentiment.mean()) if len(sentiment) else 0.0, dtype=np.float32)}
+    known = ~train.emotion.isnan().any(-1)
+    if known.any():
+        prevalence = (train.emotion[known] > 0).double().mean(0).clamp(1e-6, 1 - 1e-6).numpy()
+        predictions["er"] = np.tile(np.log(prevalence / (1 - prevalence)), (n, 1))
+    return score({t: p for t, p in predictions.items() if t in config.tasks}, split, config, emotions)

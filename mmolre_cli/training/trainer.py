@@ -25,7 +25,7 @@ from mmolre_cli.model.mmolre import resolve_modalities
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.training.batches import TensorSplit
 from mmolre_cli.training.checkpoint import CHECKPOINT_NAME, FORMAT, atomic_save
-from mmolre_cli.training.evaluate import evaluate
+from mmolre_cli.training.evaluate import evaluate, trivial_baseline
 from mmolre_cli.training.tracking import Tracker
 
 CONFIG_NAME = "config.yaml"
@@ -39,6 +39,7 @@ class RunResult:
     run_dir: Path
     selected_epoch: int
     metrics: dict[str, dict[str, float]]
+    trivial_test: dict[str, float]
     history: list[dict[str, float]]
     tracking_run_id: str | None
 
@@ -197,10 +198,11 @@ def train_run(
         "selected_epoch": best_epoch,
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "metrics": metrics,
+        "trivial_test": trivial_baseline(splits["train"], splits["test"], config.model, signature.emotions),
         "history": history,
     }
     write_json_atomic(report, out_dir / METRICS_NAME)
     tracker.log_metrics({f"test_{k}": v for k, v in metrics["test"].items()})
     tracker.log_artifacts([out_dir / CONFIG_NAME, out_dir / METRICS_NAME, out_dir / CHECKPOINT_NAME])
     tracker.end()
-    return RunResult(out_dir, best_epoch, metrics, history, tracker.run_id)
+    return RunResult(out_dir, best_epoch, metrics, report["trivial_test"], history, tracker.run_id)
