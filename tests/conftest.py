@@ -15,10 +15,11 @@ EMOTIONS = ["happy", "sad", "anger", "surprise", "disgust", "fear"]
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch, tmp_path_factory):
-    """No test sees the user's cache, tracking server or plugin allow-list."""
+    """No test sees the user's cache, tracking server or plugin settings."""
     monkeypatch.setenv("MMOLRE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("MMOLRE_LOAD_PLUGINS", raising=False)
+    for name in ("MMOLRE_LOAD_PLUGINS", "MMOLRE_PLUGINS_DIR", "MMOLRE_TRACE_PLUGINS"):
+        monkeypatch.delenv(name, raising=False)
     torch.manual_seed(0)
 
 

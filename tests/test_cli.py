@@ -71,11 +71,12 @@ def test_train_logs_to_mlflow_in_the_run_directory(runner, tiny_data, tmp_path):
     assert result.exit_code == 0, result.output
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{run_dir / 'mlflow.db'}")
-    (run,) = mlflow.search_runs(experiment_names=["mmolre"], output_format="list")
+    # A client, not mlflow.set_tracking_uri: that also sets MLFLOW_TRACKING_URI, which would leak into later tests.
+    client = mlflow.MlflowClient(f"sqlite:///{run_dir / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("mmolre").experiment_id])
     assert run.data.params["model.experts.shared"] == "2"
     assert "test_Corr" in run.data.metrics and "valid_loss" in run.data.metrics
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "metrics.json", "checkpoint.pt"} <= artifacts
 
 

@@ -1,4 +1,5 @@
-"""The plugin system: built-ins through the hooks, third-party plugins, failures, the allow-list."""
+"""The plugin system: built-ins through the hooks, third-party plugins, failures, the allow-list,
+contracts, a plugins directory and the trace."""
 
 from __future__ import annotations
 
@@ -6,12 +7,22 @@ import json
 import sys
 import textwrap
 
+import numpy as np
 import pytest
+import torch
+from conftest import random_inputs
+from torch import nn
 from typer.testing import CliRunner
 
 from mmolre_cli.cli.app import app
+from mmolre_cli.config import ExpertConfig, ModelConfig
+from mmolre_cli.model import MMoLRE
+from mmolre_cli.model.experts import ConvExpertBank
+from mmolre_cli.model.masking import masked_mean
+from mmolre_cli.model.routers import Route
 from mmolre_cli.plugins import build_registry, get_plugin_manager, hookimpl
-from mmolre_cli.plugins.registry import Registry
+from mmolre_cli.plugins.contracts import CONTRACTS, ContractError, check_factory, smoke_check
+from mmolre_cli.plugins.registry import Component, Registry
 
 BUILTINS = {
     "encoder": {"linear", "transformer", "lstm"},
@@ -109,3 +120,289 @@ def test_allow_list_limits_third_party_plugins(installed_plugins, monkeypatch):
     monkeypatch.setenv("MMOLRE_LOAD_PLUGINS", "")
     registry = build_registry(*get_plugin_manager())
     assert "first_modality" not in registry.names("fusion") and "task_adaptive" in registry.names("fusion")
+
+
+# One test per hook: tests/test_docs.py fails when a hook has no ``test_hook_<name>`` here.
+
+
+def registry_with(plugin: object) -> Registry:
+    """A fresh registry with ``plugin`` registered as ``test-plugin``; nothing may fail."""
+    pm, failures = get_plugin_manager()
+    pm.register(plugin, name="test-plugin")
+    registry = build_registry(pm, failures)
+    assert registry.failures == []
+    return registry
+
+
+def model_with(registry: Registry, signature, **model: object) -> MMoLRE:
+    return MMoLRE(ModelConfig(d_model=16, **model), signature, registry)
+
+
+class ProjectionEncoder(nn.Module):
+    """A third-party encoder: a bare projection, zero at padding."""
+
+    def __init__(self, input_dim: int, d_model: int, dropout: float):
+        super().__init__()
+        self.project = nn.Linear(input_dim, d_model)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.project(x) * mask[..., None]
+
+
+class FirstExpertRouter(nn.Module):
+    """A third-party router that always sends everything to expert 0."""
+
+    def __init__(self, d_model: int, n_experts: int, topk: int):
+        super().__init__()
+        self.n_experts = n_experts
+
+    def forward(self, pooled: torch.Tensor) -> Route:
+        weights = torch.zeros(pooled.shape[0], self.n_experts)
+        weights[:, 0] = 1.0
+        return Route(weights, weights, pooled.new_tensor(1.0))
+
+
+class FirstModalityFusion(nn.Module):
+    """A third-party fusion: the masked mean of the first modality."""
+
+    def __init__(self, d_model: int, modalities: list[str], tasks: list[str], dropout: float):
+        super().__init__()
+        self.first = modalities[0]
+
+    def forward(self, features, masks):
+        return masked_mean(features[self.first], masks[self.first])
+
+
+def test_hook_register_encoders(signature):
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def register_encoders(register):
+            register("projection", ProjectionEncoder, "a bare projection")
+
+    registry = registry_with(Plugin)
+    smoke_check(registry.get("encoder", "projection"))
+    model = model_with(registry, signature, encoder="projection")
+    assert all(isinstance(encoder, ProjectionEncoder) for encoder in model.encoders.values())
+    assert model(*random_inputs(signature)).predictions["sa"].shape == (6,)
+
+
+def test_hook_register_experts(signature):
+    def narrow(d_model: int, n_experts: int, rank: int, dropout: float) -> ConvExpertBank:
+        return ConvExpertBank(d_model, n_experts, hidden=2, dropout=dropout)
+
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def register_experts(register):
+            register("narrow", narrow, "rank-2 experts")
+
+    registry = registry_with(Plugin)
+    smoke_check(registry.get("expert", "narrow"))
+    model = model_with(registry, signature, experts=ExpertConfig(type="narrow"))
+    banks = [m for m in model.modules() if isinstance(m, ConvExpertBank)]
+    assert banks and all(bank.hidden == 2 for bank in banks)
+    assert model(*random_inputs(signature)).predictions["er"].shape == (6, 6)
+
+
+def test_hook_register_routers(signature):
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def register_routers(register):
+            register("first", FirstExpertRouter, "always expert 0")
+
+    registry = registry_with(Plugin)
+    smoke_check(registry.get("router", "first"))
+    routes = model_with(registry, signature, router="first")(*random_inputs(signature)).routes
+    assert routes and all(route.weights[:, 0].eq(1.0).all() for route in routes.values())
+
+
+def test_hook_register_fusions(signature):
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def register_fusions(register):
+            register("first_modality", FirstModalityFusion, "first modality only")
+
+    registry = registry_with(Plugin)
+    smoke_check(registry.get("fusion", "first_modality"))
+    model = model_with(registry, signature, fusion="first_modality")
+    assert isinstance(model.fusion, FirstModalityFusion)
+    assert model(*random_inputs(signature)).predictions["sa"].shape == (6,)
+
+
+class CharacterCodes:
+    """A third-party text encoder: each character's code point, one frame per character."""
+
+    def __init__(self, model: str | None):
+        self.scale = float(model or 1.0)
+
+    def encode(self, texts: list[str], seq_len: int):
+        lengths = np.array([min(len(text), seq_len) for text in texts], dtype=np.int32)
+        features = np.zeros((len(texts), seq_len, 1), dtype=np.float32)
+        for row, text in enumerate(texts):
+            features[row, : lengths[row], 0] = [ord(c) * self.scale for c in text[:seq_len]]
+        return features, lengths
+
+
+def test_hook_register_text_encoders():
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def register_text_encoders(register):
+            register("codes", CharacterCodes, "character codes")
+
+    component = registry_with(Plugin).get("text_encoder", "codes")
+    assert component.plugin == "test-plugin"
+    features, lengths = component.factory("0.5").encode(["hi", "hello"], 4)
+    assert features.shape == (2, 4, 1) and lengths.tolist() == [2, 4] and features[0, 0, 0] == ord("h") * 0.5
+
+
+# Contracts: checked when a plugin registers, and by a smoke run on demand.
+
+
+def test_a_factory_off_its_contract_is_refused_naming_the_plugin():
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def register_experts(register):
+            register("no_rank", lambda d_model, n_experts: None, "forgets rank and dropout")
+            register("needs_more", lambda d_model, n_experts, rank, dropout, width: None)
+            register("fine", lambda d_model, n_experts, rank, dropout, width=2: None)
+
+    pm, failures = get_plugin_manager()
+    pm.register(Plugin, name="sloppy")
+    registry = build_registry(pm, failures)
+    messages = [f.message() for f in registry.failures]
+    assert len(messages) == 2 and all(m.startswith("plugin 'sloppy' failed at register_experts") for m in messages)
+    assert "does not accept rank, dropout" in messages[0] and "requires width" in messages[1]
+    assert registry.get("expert", "fine").plugin == "sloppy"
+
+
+def test_registry_add_checks_every_kind_with_a_contract():
+    registry = Registry()
+    with pytest.raises(ContractError, match=r"plugin 'p': router 'r'.*does not accept n_experts, topk"):
+        registry.add("router", "r", lambda d_model: None, plugin="p")
+    registry.add("router", "keywords", lambda **options: None, plugin="p")
+    registry.add("fusion", "cls", FirstModalityFusion, plugin="p")
+    check_factory("text_encoder", "hf", lambda model_path: None, plugin="p")  # no contract: accepted as is
+
+
+def test_every_kind_has_a_contract_describing_the_models_call():
+    assert {kind: contract.describe() for kind, contract in CONTRACTS.items()} == {
+        "encoder": "factory(*, input_dim, d_model, dropout)",
+        "expert": "factory(*, d_model, n_experts, rank, dropout)",
+        "router": "factory(*, d_model, n_experts, topk)",
+        "fusion": "factory(*, d_model, modalities, tasks, dropout)",
+    }
+
+
+LEAKY_EXPERT = """
+import torch
+from torch import nn
+
+from mmolre_cli import hookimpl
+
+
+class LeakyBank(nn.Module):
+    \"\"\"Forgets to zero padding before its kernel-3 convolution.\"\"\"
+
+    def __init__(self, d_model, n_experts, rank, dropout):
+        super().__init__()
+        self.n_experts = n_experts
+        self.conv = nn.Conv1d(d_model, n_experts * d_model, kernel_size=3, padding=1)
+
+    def forward(self, x, mask, weights):
+        batch, length, width = x.shape
+        out = self.conv(x.transpose(1, 2)).view(batch, self.n_experts, width, length)
+        return torch.einsum("bndt,bn->btd", out, weights) * mask[..., None]
+
+
+@hookimpl
+def register_experts(register):
+    register("leaky", LeakyBank)
+"""
+
+
+@pytest.fixture
+def leaky_dir(tmp_path):
+    """A plugins directory holding one expert that lets padding leak."""
+    (tmp_path / "leaky.py").write_text(LEAKY_EXPERT)
+    return tmp_path
+
+
+def test_smoke_check_names_the_plugin_and_the_broken_promise(registry, leaky_dir):
+    leaky = build_registry(*get_plugin_manager(leaky_dir)).get("expert", "leaky")
+    with pytest.raises(ContractError, match="plugin 'leaky': expert 'leaky': padded frames leak"):
+        smoke_check(leaky)
+    not_a_module = Component("router", "plain", lambda d_model, n_experts, topk: object(), "p")
+    with pytest.raises(ContractError, match="not a torch nn.Module"):
+        smoke_check(not_a_module)
+    for component in registry:
+        smoke_check(component)
+
+
+# One-off plugins: a directory of *.py files, and a trace of what each hook registered.
+
+NARROW_EXPERT = """
+from mmolre_cli import hookimpl
+
+
+def narrow_experts(d_model, n_experts, rank, dropout):
+    from mmolre_cli.model.experts import ConvExpertBank
+
+    return ConvExpertBank(d_model, n_experts, hidden=max(1, rank // 2), dropout=dropout)
+
+
+@hookimpl
+def register_experts(register):
+    register("narrow", narrow_experts, "half-rank experts")
+"""
+
+
+@pytest.fixture
+def plugins_dir(tmp_path):
+    """One good plugin file, one that raises on import, one with a misspelt hook."""
+    directory = tmp_path / "my_plugins"
+    directory.mkdir()
+    (directory / "narrow.py").write_text(NARROW_EXPERT)
+    (directory / "broken.py").write_text("raise RuntimeError('half-written plugin')\n")
+    (directory / "typo.py").write_text(
+        "from mmolre_cli import hookimpl\n\n@hookimpl\ndef register_expert(register): ...\n"
+    )
+    return directory
+
+
+def test_plugins_dir_loads_every_file_and_reports_failures_by_name(plugins_dir):
+    registry = build_registry(*get_plugin_manager(plugins_dir))
+    assert registry.get("expert", "narrow").plugin == "narrow"
+    assert sorted((f.plugin, f.stage) for f in registry.failures) == [("broken", "import"), ("typo", "hooks")]
+    assert "half-written plugin" in registry.failures[0].error
+    assert "register_expert is not an mmolre hook" in registry.failures[1].error
+
+
+def test_plugins_dir_from_the_environment(plugins_dir, monkeypatch):
+    monkeypatch.setenv("MMOLRE_PLUGINS_DIR", str(plugins_dir))
+    assert "narrow" in build_registry(*get_plugin_manager()).names("expert")
+
+
+def test_plugins_dir_option_and_trace(plugins_dir, monkeypatch):
+    monkeypatch.setenv("MMOLRE_TRACE_PLUGINS", "1")
+    result = CliRunner().invoke(app, ["--plugins-dir", str(plugins_dir), "plugins", "--json"])
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.stdout)
+    assert {"name": "narrow", "plugin": "narrow", "description": "half-rank experts"} in listed["components"]["expert"]
+    assert {f["plugin"] for f in listed["failures"]} == {"broken", "typo"}
+    assert f"loaded 'narrow' from {plugins_dir / 'narrow.py'}" in result.stderr
+    assert "call register_experts(register): builtin" in result.stderr
+    assert "  narrow → registered expert narrow" in result.stderr
+    assert "  builtin → registered expert lowrank, expert dense" in result.stderr
+    assert "plugin 'broken' failed at import" in result.stderr
+
+
+def test_plugins_check_fails_on_a_broken_component(leaky_dir):
+    result = CliRunner().invoke(app, ["--plugins-dir", str(leaky_dir), "plugins", "--check", "--json"])
+    assert result.exit_code == 1, result.output
+    checks = {c["name"]: c["check"] for c in json.loads(result.stdout)["components"]["expert"]}
+    assert checks["lowrank"] == "ok" and "plugin 'leaky': expert 'leaky': padded frames leak" in checks["leaky"]

@@ -6,6 +6,8 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -67,12 +69,26 @@ def metrics_table(title: str, columns: Mapping[str, Mapping[str, float]]) -> Tab
     return table
 
 
-@functools.lru_cache(maxsize=1)
+@dataclass
+class GlobalOptions:
+    """The options of ``mmolre`` itself, set by the app callback before any command runs."""
+
+    plugins_dir: Path | None = None
+
+
+global_options = GlobalOptions()
+
+
 def registry():
-    """The plugin registry, warning once about every plugin that failed to load."""
+    """The plugin registry (with ``mmolre --plugins-dir`` when given), warning once about each failed plugin."""
+    return _registry(global_options.plugins_dir)
+
+
+@functools.lru_cache(maxsize=8)
+def _registry(plugins_dir: Path | None):
     from mmolre_cli.plugins import load_registry
 
-    loaded = load_registry()
+    loaded = load_registry(plugins_dir)
     for failure in loaded.failures:
         warn(failure.message())
     return loaded

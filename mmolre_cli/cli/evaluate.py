@@ -1,7 +1,8 @@
-"""``mmolre eval``: score a trained run or checkpoint on a split."""
+"""``mmolre eval``: score a trained run, checkpoint or MLflow run on a split."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -14,18 +15,28 @@ SPLIT_NAMES = ("train", "valid", "test")
 
 @user_errors
 def evaluate(
-    run: Path = typer.Argument(..., help="Run directory or checkpoint file."),
+    run: str = typer.Argument(..., help="Run directory (one seed or several), checkpoint file, or MLflow run id."),
     data: Path | None = typer.Option(None, help="Prepared HDF5 file (default: the data the run was trained on)."),
     split: str = typer.Option("test", help="Split to score: train, valid or test."),
+    tracking_uri: str | None = typer.Option(
+        None, "--tracking-uri", help="MLflow tracking URI for a run id (default: $MLFLOW_TRACKING_URI)."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """Reload a trained model and print its metrics on one split."""
+    """Reload trained models and print their metrics on one split (mean ± std over the seeds of a multi-seed run)."""
     if split not in SPLIT_NAMES:
         raise UsageError(f"--split: unknown value {split!r} (valid: {', '.join(SPLIT_NAMES)})")
-    from mmolre_cli.training.restore import evaluate_checkpoint
+    from mmolre_cli.training.restore import evaluate_target
 
-    result = evaluate_checkpoint(run, registry(), data=data, split=split)
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    result = evaluate_target(run, registry(), data=data, split=split, tracking_uri=uri)
     if json_output:
         print_json(result)
+        return
+    if "mean" in result:
+        from mmolre_cli.cli.train import spread_table
+
+        title = f"{result['run']} on {Path(result['data']).name}: {len(result['seeds'])} seeds"
+        console.print(spread_table(title, {split: result["mean"]}, {split: result["std"]}))
         return
     console.print(metrics_table(f"{result['checkpoint']} on {Path(result['data']).name}", {split: result["metrics"]}))

@@ -6,9 +6,30 @@ from pathlib import Path
 
 import typer
 
-from mmolre_cli.cli.common import console, user_errors
+from mmolre_cli.cli.common import console, registry, user_errors, warn
+from mmolre_cli.errors import DataError
 
 prepare_app = typer.Typer(help="Prepare a dataset as a canonical HDF5 file.", no_args_is_help=True)
+
+_SEQ_LEN_HELP = "Steps per sample: longer inputs are truncated, shorter ones zero-padded at the end."
+
+
+def _check_out(out: Path, force: bool) -> None:
+    """Refuse an existing output before a long read, not only when writing at the end."""
+    if out.exists() and not force:
+        raise DataError(f"{out}: already exists (use --force to overwrite)")
+
+
+def _report(data, out: Path) -> None:
+    """Say what was written and how many values preparation cleaned."""
+    sizes = ", ".join(f"{name} {split.size}" for name, split in data.splits.items())
+    console.print(f"wrote {out} ({data.dataset}: {sizes})", highlight=False)
+    cleaned = data.options.get("cleaned", {})
+    for what, label in (("nonfinite", "non-finite"), ("padding", "non-zero padding")):
+        counts = {m: n for m, n in cleaned.get(what, {}).items() if n}
+        if counts:
+            detail = ", ".join(f"{m} {n}" for m, n in counts.items())
+            console.print(f"replaced {sum(counts.values())} {label} feature values by 0 ({detail})", highlight=False)
 
 
 @prepare_app.command("synthetic")
@@ -29,3 +50,78 @@ def synthetic(
     write_canonical(data, out, force=force)
     sizes = ", ".join(f"{name} {split.size}" for name, split in data.splits.items())
     console.print(f"wrote {out} ({data.dataset}: {sizes})")
+
+
+@prepare_app.command("mmsa")
+@user_errors
+def mmsa(
+    file: Path = typer.Argument(..., help="MMSA pickle (aligned_50.pkl or unaligned_50.pkl)."),
+    out: Path = typer.Option(..., help="Output HDF5 file."),
+    dataset: str | None = typer.Option(None, help="Dataset name (default: recognised from the file)."),
+    force: bool = typer.Option(False, help="Overwrite an existing output file."),
+) -> None:
+    """Convert an MMSA toolkit pickle, loaded with an unpickler that admits only NumPy arrays."""
+    from mmolre_cli.data.canonical import write_canonical
+    from mmolre_cli.data.mmsa import read_mmsa
+
+    _check_out(out, force)
+    data = read_mmsa(file, dataset=dataset)
+    if data.options["published"]:
+        console.print(f"recognised the published MMSA file {data.options['published']} (SHA-256)", highlight=False)
+    write_canonical(data, out, force=force)
+    _report(data, out)
+
+
+@prepare_app.command("csd")
+@user_errors
+def csd(
+    text: Path = typer.Option(..., help="Word-level text sequence (.csd); its intervals are the reference."),
+    labels: Path = typer.Option(..., help="Label sequence (.csd): All Labels (MOSEI) or Opinion Segment Labels."),
+    out: Path = typer.Option(..., help="Output HDF5 file."),
+    audio: Path | None = typer.Option(None, help="Audio sequence (.csd), e.g. COVAREP."),
+    vision: Path | None = typer.Option(None, help="Vision sequence (.csd), e.g. FACET or OpenFace."),
+    dataset: str | None = typer.Option(None, help="mosi or mosei (default: from the label column count)."),
+    seq_len: int = typer.Option(50, "--seq-len", help=_SEQ_LEN_HELP),
+    keep: str = typer.Option("first", help="Which words a long segment keeps: first or last."),
+    folds: Path | None = typer.Option(None, help="Folds JSON (train/valid/test video ids) instead of the standard."),
+    allow_missing: bool = typer.Option(False, help="Continue when fold videos are absent from the data."),
+    force: bool = typer.Option(False, help="Overwrite an existing output file."),
+) -> None:
+    """Align CMU-MultimodalSDK computational sequences to words, cut segments and split by folds."""
+    from mmolre_cli.data.canonical import write_canonical
+    from mmolre_cli.data.csd import read_csd
+
+    _check_out(out, force)
+    sequences = {m: p for m, p in (("text", text), ("audio", audio), ("vision", vision)) if p is not None}
+    data = read_csd(
+        sequences, labels, dataset=dataset, seq_len=seq_len, keep=keep, folds=folds, allow_missing=allow_missing
+    )
+    if data.options["absent_fold_videos"]:
+        warn(f"{data.options['absent_fold_videos']} fold videos are absent from the data and were skipped")
+    write_canonical(data, out, force=force)
+    _report(data, out)
+    if data.options["dropped_segments"]:
+        console.print(f"dropped {data.options['dropped_segments']} segments without words", highlight=False)
+
+
+@prepare_app.command("csv")
+@user_errors
+def csv(
+    file: Path = typer.Argument(..., help="MMSA label.csv: video_id, clip_id, text, label, …, mode."),
+    out: Path = typer.Option(..., help="Output HDF5 file."),
+    text_encoder: str = typer.Option("hf", help="Text-encoder plugin (see `mmolre plugins`)."),
+    model: str | None = typer.Option(None, help="What the encoder loads, e.g. a local model directory for hf."),
+    dataset: str | None = typer.Option(None, help="Dataset name (default: the CSV's folder name)."),
+    seq_len: int = typer.Option(50, "--seq-len", help=_SEQ_LEN_HELP),
+    force: bool = typer.Option(False, help="Overwrite an existing output file."),
+) -> None:
+    """Embed raw transcripts with a text encoder into token-level text features."""
+    from mmolre_cli.data.canonical import write_canonical
+    from mmolre_cli.data.transcripts import prepare_transcripts
+
+    _check_out(out, force)
+    factory = registry().get("text_encoder", text_encoder, option="--text-encoder").factory
+    data = prepare_transcripts(file, factory(model), seq_len=seq_len, dataset=dataset)
+    data.options.update(text_encoder=text_encoder, model=model)
+    write_canonical(data, out, force=force)
+    _report(data, out)

@@ -1,15 +1,33 @@
-"""``mmolre train``: train one MMoLRE model and print its test metrics."""
+"""``mmolre train``: train MMoLRE (for one seed or several, in one process or several) and print its test metrics."""
 
 from __future__ import annotations
 
+import functools
+import os
+import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import click
 import typer
+from rich.table import Table
 
-from mmolre_cli.cli.common import console, err_console, metrics_table, print_json, registry, user_errors, warn
+from mmolre_cli.cli.common import (
+    TABLE_METRICS,
+    console,
+    err_console,
+    metrics_table,
+    print_json,
+    registry,
+    user_errors,
+    warn,
+)
 from mmolre_cli.config import (
+    PRECISIONS,
+    SCHEDULES,
+    RunConfig,
     build_config,
     check_components,
     deep_merge,
@@ -17,7 +35,13 @@ from mmolre_cli.config import (
     parse_encoders,
     parse_experts,
     parse_list,
+    save_yaml,
 )
+from mmolre_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from mmolre_cli.training.seeds import SeedsResult
+    from mmolre_cli.training.trainer import RunResult
 
 
 def cli_overrides(
@@ -36,6 +60,14 @@ def cli_overrides(
     lr: float | None,
     seed: int | None,
     device: str | None,
+    weight_decay: float | None = None,
+    patience: int | None = None,
+    grad_clip: float | None = None,
+    select: str | None = None,
+    schedule: str | None = None,
+    warmup_epochs: int | None = None,
+    precision: str | None = None,
+    tune_thresholds: bool | None = None,
 ) -> dict[str, Any]:
     """The flags a user gave, as a partial config (flags left out do not override the file)."""
     model: dict[str, Any] = {
@@ -50,7 +82,12 @@ def cli_overrides(
     if experts:
         model["experts"] = parse_experts(experts)
     model.update(parse_encoders(encoder))
-    train = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device}
+    train = {
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
+        "weight_decay": weight_decay, "patience": patience, "grad_clip": grad_clip, "select": select,
+        "schedule": schedule, "warmup_epochs": warmup_epochs, "precision": precision,
+        "tune_thresholds": tune_thresholds,
+    }  # fmt: skip
     overrides: dict[str, Any] = {"model": model, "train": {k: v for k, v in train.items() if v is not None}}
     if data is not None:
         overrides["data"] = str(data)
@@ -67,6 +104,51 @@ def default_run_dir() -> Path:
     return candidate
 
 
+def spread_table(title: str, mean: Mapping[str, Mapping[str, float]], std: Mapping[str, Mapping[str, float]]) -> Table:
+    """A table with one row per metric and one ``mean ± std`` column per split."""
+    table = Table(title=title)
+    table.add_column("metric")
+    for name in mean:
+        table.add_column(f"{name} (mean ± std)", justify="right")
+    for metric in TABLE_METRICS:
+        cells = []
+        for split in mean:
+            value, spread = mean[split].get(metric), std[split].get(metric)
+            cells.append("–" if value is None or value != value else f"{value:.4f} ± {spread:.4f}")
+        if any(cell != "–" for cell in cells):
+            table.add_row(metric, *cells)
+    return table
+
+
+def relaunch(
+    nproc: int,
+    run_config: RunConfig | None,
+    run_dir: Path,
+    seeds: str | None,
+    resume: Path | None,
+    uri: str | None,
+    json_output: bool,
+) -> None:
+    """Run this command again in ``nproc`` processes under torchrun, with the resolved config (or ``--resume``)."""
+    from mmolre_cli.training.distributed import launch
+
+    context = click.get_current_context(silent=True)
+    plugins_dir = context.find_root().params.get("plugins_dir") if context else None
+    prefix = ["--plugins-dir", str(plugins_dir)] if plugins_dir else []
+    tracking = ["--no-track"] if uri is None else ["--tracking-uri", uri]
+    with tempfile.TemporaryDirectory(prefix="mmolre-launch-") as temporary:
+        if resume is not None:
+            arguments = ["train", "--resume", str(resume)]
+        else:
+            config_file = Path(temporary) / "config.yaml"
+            save_yaml(run_config, config_file)
+            arguments = ["train", "--config", str(config_file), "--out", str(run_dir)]
+            arguments += ["--seeds", seeds] if seeds else []
+        code = launch(nproc, [*prefix, *arguments, *tracking, *(["--json"] if json_output else [])])
+    if code:
+        raise typer.Exit(code)
+
+
 @user_errors
 def train(
     data: Path | None = typer.Option(None, help="Prepared HDF5 file (default: the built-in synthetic dataset)."),
@@ -79,12 +161,29 @@ def train(
     tasks: str | None = typer.Option(None, help="Comma-separated tasks: sa, er."),
     modalities: str | None = typer.Option(None, help="Comma-separated modalities (default: all in the data)."),
     d_model: int | None = typer.Option(None, "--d-model", help="Model width d."),
-    epochs: int | None = typer.Option(None, help="Maximum epochs (early stopping on validation loss)."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Mini-batch size."),
+    epochs: int | None = typer.Option(None, help="Maximum epochs (early stopping on the --select metric)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Mini-batch size (over all processes)."),
     lr: float | None = typer.Option(None, help="Learning rate (AdamW)."),
+    weight_decay: float | None = typer.Option(None, "--weight-decay", help="AdamW weight decay."),
+    schedule: str | None = typer.Option(None, help=f"Learning-rate schedule: {', '.join(SCHEDULES)}."),
+    warmup_epochs: int | None = typer.Option(None, "--warmup-epochs", help="Linear warm-up epochs of 'cosine'."),
+    grad_clip: float | None = typer.Option(None, "--grad-clip", help="Max gradient norm (0: no clipping)."),
+    select: str | None = typer.Option(
+        None, help="Validation metric that selects the checkpoint (default: loss; e.g. Non0_acc_2, WA_mean)."
+    ),
+    patience: int | None = typer.Option(None, help="Epochs without improvement of --select before stopping."),
+    precision: str | None = typer.Option(None, help=f"Forward precision: {', '.join(PRECISIONS)} (fp16: CUDA only)."),
+    tune_thresholds: bool | None = typer.Option(
+        None, "--tune-thresholds/--no-tune-thresholds", help="Tune MER thresholds on the validation split."
+    ),
     seed: int | None = typer.Option(None, help="Random seed."),
+    seeds: str | None = typer.Option(
+        None, help="Comma-separated seeds: one model each in <out>/seed-<n>/, reported as mean ± std."
+    ),
     device: str | None = typer.Option(None, help="Torch device, e.g. cpu or cuda."),
+    nproc: int | None = typer.Option(None, help="Train data-parallel in this many local processes (torchrun)."),
     out: Path | None = typer.Option(None, help="Run directory (default: runs/<date>-<time>)."),
+    resume: Path | None = typer.Option(None, help="Continue the interrupted run in this directory."),
     tracking_uri: str | None = typer.Option(
         None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///<out>/mlflow.db)."
     ),
@@ -92,49 +191,106 @@ def train(
     json_output: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
 ) -> None:
     """Train MMoLRE, select on the validation split, and report the selected checkpoint's test metrics."""
+    from mmolre_cli.training.seeds import parse_seeds
     from mmolre_cli.training.tracking import default_tracking_uri
-    from mmolre_cli.training.trainer import train_run
 
-    values = load_yaml(config) if config else {}
     overrides = cli_overrides(
         data=data, experts=experts, topk=topk, router=router, fusion=fusion, encoder=encoder, tasks=tasks,
         modalities=modalities, d_model=d_model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-        device=device,
+        device=device, weight_decay=weight_decay, patience=patience, grad_clip=grad_clip, select=select,
+        schedule=schedule, warmup_epochs=warmup_epochs, precision=precision, tune_thresholds=tune_thresholds,
     )  # fmt: skip
-    run_config = build_config(deep_merge(values, overrides), source=str(config) if config else "options")
-    components = registry()
-    check_components(run_config, components)
-    run_dir = out or default_run_dir()
+    seed_list = parse_seeds(seeds) if seeds else None
+    if seed_list and seed is not None:
+        raise UsageError("--seed and --seeds: give one (--seeds trains one model per seed)")
+    if resume is not None:
+        given = config or out or seeds or seed is not None or overrides != {"model": {}, "train": {}}
+        if given:
+            raise UsageError(
+                "--resume continues a run with its stored config and seeds: give no other training options"
+            )
+        run_config, run_dir = None, resume
+    else:
+        values = load_yaml(config) if config else {}
+        run_config = build_config(deep_merge(values, overrides), source=str(config) if config else "options")
+        check_components(run_config, registry())
+        run_dir = out or default_run_dir()
+    if nproc is not None and nproc < 1:
+        raise UsageError(f"--nproc: must be at least 1, got {nproc}")
     uri = None if no_track else (tracking_uri or default_tracking_uri(run_dir))
+    if nproc:
+        relaunch(nproc, run_config, run_dir, seeds, resume, uri, json_output)
+        return
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from mmolre_cli.training.distributed import shutdown
+    from mmolre_cli.training.seeds import resume_run, train_seeds
+    from mmolre_cli.training.trainer import train_run
+
+    main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 prints
     columns = (TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, disable=not err_console.is_terminal, transient=True) as bar:
+    with Progress(*columns, console=err_console, disable=not (main and err_console.is_terminal), transient=True) as bar:
         task = bar.add_task("train", total=None)
 
-        def on_epoch(summary: dict[str, float]) -> None:
-            if not json_output:
+        def on_epoch(seed_of_run: int, summary: dict[str, float]) -> None:
+            if main and not json_output:
+                label = f"seed {seed_of_run}  " if seed_list or resume else ""
                 err_console.print(
-                    f"epoch {summary['epoch']:>3}  train loss {summary['train_loss']:.4f}  "
+                    f"{label}epoch {summary['epoch']:>3}  train loss {summary['train_loss']:.4f}  "
                     f"valid loss {summary['valid_loss']:.4f}  ({summary['seconds']:.1f} s)",
                     highlight=False,
                 )
 
-        result = train_run(
-            run_config, run_dir, components, tracking_uri=uri, on_epoch=on_epoch,
-            progress=lambda done, total: bar.update(task, completed=done, total=total), warn=warn,
-        )  # fmt: skip
-    if json_output:
-        print_json({
-            "run_dir": str(result.run_dir),
-            "selected_epoch": result.selected_epoch,
-            **result.metrics,
-            "trivial_test": result.trivial_test,
-        })
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        options = {"tracking_uri": uri, "progress": progress, "warn": warn}
+        try:
+            if resume is not None:
+                result = resume_run(resume, registry(), on_epoch=on_epoch, **options)
+            elif seed_list:
+                result = train_seeds(run_config, seed_list, run_dir, registry(), on_epoch=on_epoch, **options)
+            else:
+                one_seed = functools.partial(on_epoch, run_config.train.seed)
+                result = train_run(run_config, run_dir, registry(), on_epoch=one_seed, **options)
+        finally:
+            shutdown()
+    if main:
+        report(result, uri, json_output)
+
+
+def report(result: RunResult | SeedsResult, uri: str | None, json_output: bool) -> None:
+    """Print a finished run: one model's metrics, or mean ± std over seeds."""
+    from mmolre_cli.training.seeds import SeedsResult
+
+    if isinstance(result, SeedsResult):
+        if json_output:
+            print_json(
+                {
+                    "run_dir": str(result.run_dir),
+                    "seeds": [run.seed for run in result.runs],
+                    "mean": result.mean,
+                    "std": result.std,
+                    "runs": {str(run.seed): run.metrics for run in result.runs},
+                }
+            )
+            return
+        title = f"MMoLRE — {len(result.runs)} seeds ({', '.join(str(run.seed) for run in result.runs)})"
+        console.print(spread_table(title, result.mean, result.std))
+    elif json_output:
+        print_json(
+            {
+                "run_dir": str(result.run_dir),
+                "selected_epoch": result.selected_epoch,
+                **result.metrics,
+                "trivial_test": result.trivial_test,
+            }
+        )
         return
-    columns = {**result.metrics, "trivial (test)": result.trivial_test}
-    console.print(metrics_table(f"MMoLRE — selected epoch {result.selected_epoch}", columns))
+    else:
+        columns = {**result.metrics, "trivial (test)": result.trivial_test}
+        console.print(metrics_table(f"MMoLRE — selected epoch {result.selected_epoch}", columns))
     console.print(f"run directory: {result.run_dir}")
     if result.tracking_run_id:
         console.print(f"MLflow run {result.tracking_run_id} at {uri}")

@@ -78,6 +78,12 @@ def gated_fusion(d_model: int, modalities: list[str], tasks: list[str], dropout:
     return GatedFusion(d_model, modalities, tasks, dropout)
 
 
+def hf_text_encoder(model: str | None):
+    from mmolre_cli.data.text_encoders import HFTextEncoder
+
+    return HFTextEncoder(model)
+
+
 @hookimpl
 def register_encoders(register):
     register("linear", linear_encoder, "LayerNorm + linear projection (pre-extracted features)")
@@ -104,3 +110,8 @@ def register_fusions(register):
     register("task_adaptive", task_adaptive_fusion, "per-task query attention + modality gate")
     register("concat", concat_fusion, "pooled modalities concatenated and projected")
     register("gated", gated_fusion, "per-task softmax weights over pooled modalities")
+
+
+@hookimpl
+def register_text_encoders(register):
+    register("hf", hf_text_encoder, "Hugging Face model and tokenizer from a local directory (extra: hf)")

@@ -30,3 +30,8 @@ def register_routers(register):
 @hookspec
 def register_fusions(register):
     """Register fusions: ``factory(d_model, modalities, tasks, dropout)`` → one vector per task."""
+
+
+@hookspec
+def register_text_encoders(register):
+    """Register text encoders: ``factory(model)`` → ``encode(texts, seq_len)`` → features (N, T, D), lengths (N,)."""

@@ -1,10 +1,13 @@
-"""Finding plugins (built-ins, entry points in group ``mmolre``) and filling the registry from them."""
+"""Finding plugins (built-ins, entry points in group ``mmolre``, a plugins directory) and filling the registry."""
 
 from __future__ import annotations
 
 import functools
 import importlib.metadata
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 import pluggy
 
@@ -12,8 +15,12 @@ from mmolre_cli.plugins import hookspecs
 from mmolre_cli.plugins.registry import KIND_HOOKS, PluginFailure, Registry
 
 ENTRY_POINT_GROUP = "mmolre"
-#: Comma-separated names of the third-party plugins to load; set but empty loads none.
+#: Comma-separated names of the installed (entry-point) plugins to load; set but empty loads none.
 ALLOW_LIST_ENV = "MMOLRE_LOAD_PLUGINS"
+#: A directory whose every ``*.py`` file is loaded as a plugin named after the file (``--plugins-dir``).
+PLUGINS_DIR_ENV = "MMOLRE_PLUGINS_DIR"
+#: Set to 1 to print, on stderr, each plugin loaded, each hook call, its implementations and what they registered.
+TRACE_ENV = "MMOLRE_TRACE_PLUGINS"
 
 
 def allowed_plugins() -> set[str] | None:
@@ -24,8 +31,64 @@ def allowed_plugins() -> set[str] | None:
     return {name.strip() for name in value.split(",") if name.strip()}
 
 
-def get_plugin_manager() -> tuple[pluggy.PluginManager, list[PluginFailure]]:
-    """A fresh plugin manager with the built-ins and every allowed entry-point plugin registered.
+def plugins_dir_from_env() -> Path | None:
+    """``$MMOLRE_PLUGINS_DIR``, or None when unset or empty."""
+    value = os.environ.get(PLUGINS_DIR_ENV, "").strip()
+    return Path(value) if value else None
+
+
+def tracing() -> bool:
+    """Whether ``$MMOLRE_TRACE_PLUGINS`` asks for a trace (any value but empty, 0, false, no)."""
+    return os.environ.get(TRACE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def trace(message: str) -> None:
+    """One trace line on stderr, when tracing is on."""
+    if tracing():
+        sys.stderr.write(f"[mmolre plugins] {message}\n")
+
+
+def load_plugins_dir(pm: pluggy.PluginManager, directory: Path) -> list[PluginFailure]:
+    """Import every ``*.py`` file in ``directory`` (sorted) and register it as a plugin named after its stem."""
+    if not directory.is_dir():
+        return [PluginFailure(str(directory), "plugins dir", "not a directory")]
+    failures: list[PluginFailure] = []
+    for path in sorted(directory.glob("*.py")):
+        name = path.stem
+        if pm.has_plugin(name):
+            failures.append(PluginFailure(name, "import", f"{path}: a plugin named {name!r} is already loaded"))
+            continue
+        module_name = f"mmolre_plugins_dir_{name}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module  # dataclasses and pickle look classes up through sys.modules
+        try:
+            spec.loader.exec_module(module)
+            pm.register(module, name=name)
+        except Exception as error:  # any failure of foreign code is reported, not raised
+            sys.modules.pop(module_name, None)
+            failures.append(PluginFailure(name, "import", f"{path}: {type(error).__name__}: {error}"))
+            continue
+        trace(f"loaded {name!r} from {path}")
+    return failures
+
+
+def unknown_hooks(pm: pluggy.PluginManager) -> list[PluginFailure]:
+    """Hook implementations that match no hook (a misspelt name would otherwise be silently ignored)."""
+    known = sorted(KIND_HOOKS.values())
+    failures = []
+    for name, plugin in pm.list_name_plugin():
+        for caller in pm.get_hookcallers(plugin) or []:
+            if not caller.has_spec():
+                failures.append(
+                    PluginFailure(name, "hooks", f"{caller.name} is not an mmolre hook (hooks: {', '.join(known)})")
+                )
+    return failures
+
+
+def get_plugin_manager(plugins_dir: Path | None = None) -> tuple[pluggy.PluginManager, list[PluginFailure]]:
+    """A fresh plugin manager with the built-ins, every allowed entry-point plugin, and every ``*.py`` in
+    ``plugins_dir`` (default ``$MMOLRE_PLUGINS_DIR``) registered.
 
     A plugin that raises on import is returned as a failure instead of taking the caller down.
     """
@@ -34,6 +97,7 @@ def get_plugin_manager() -> tuple[pluggy.PluginManager, list[PluginFailure]]:
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     pm.register(builtin, name="builtin")
+    trace("loaded 'builtin' (built-in components)")
     failures: list[PluginFailure] = []
     allowed = allowed_plugins()
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -45,27 +109,61 @@ def get_plugin_manager() -> tuple[pluggy.PluginManager, list[PluginFailure]]:
             pm.register(entry_point.load(), name=entry_point.name)
         except Exception as error:  # any failure of foreign code is reported, not raised
             failures.append(PluginFailure(entry_point.name, "import", f"{type(error).__name__}: {error}"))
+            continue
+        trace(f"loaded {entry_point.name!r} from entry point {entry_point.value}")
+    directory = plugins_dir if plugins_dir is not None else plugins_dir_from_env()
+    if directory is not None:
+        failures += load_plugins_dir(pm, directory)
+    failures += unknown_hooks(pm)
+    for failure in failures:
+        trace(failure.message())
     return pm, failures
 
 
 def build_registry(pm: pluggy.PluginManager, failures: list[PluginFailure] | None = None) -> Registry:
-    """Call every hook implementation with a ``register`` bound to its plugin's name."""
+    """Call every hook implementation with a ``register`` bound to its plugin's name.
+
+    A component refused at registration (bad name, duplicate, factory off its contract) is recorded as
+    a failure of its plugin; the plugin's other components still register.
+    """
     registry = Registry(failures=list(failures or []))
     for kind, hook_name in KIND_HOOKS.items():
-        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+        impls = getattr(pm.hook, hook_name).get_hookimpls()
+        trace(f"call {hook_name}(register): {', '.join(impl.plugin_name for impl in impls) or 'no implementations'}")
+        for impl in impls:
+            registered: list[str] = []
+
             # Calling each implementation alone is what lets the registry say which plugin provided what.
-            def register(name, factory, description="", _kind=kind, _plugin=impl.plugin_name):
-                registry.add(_kind, name, factory, plugin=_plugin, description=description)
+            def register(
+                name, factory, description="", _kind=kind, _hook=hook_name, _plugin=impl.plugin_name, _done=registered
+            ):
+                try:
+                    registry.add(_kind, name, factory, plugin=_plugin, description=description)
+                except (TypeError, ValueError) as error:
+                    message = str(error).removeprefix(f"plugin {_plugin!r}: ")
+                    registry.failures.append(PluginFailure(_plugin, _hook, message))
+                    trace(f"  {_plugin} → refused {_kind} {name!r}: {message}")
+                    return
+                _done.append(f"{_kind} {name}")
 
             try:
                 impl.function(register=register)
             except Exception as error:
-                stage = f"{hook_name}"
-                registry.failures.append(PluginFailure(impl.plugin_name, stage, f"{type(error).__name__}: {error}"))
+                registry.failures.append(PluginFailure(impl.plugin_name, hook_name, f"{type(error).__name__}: {error}"))
+                trace(f"  {impl.plugin_name} → raised {type(error).__name__}: {error}")
+            trace(f"  {impl.plugin_name} → registered {', '.join(registered) or 'nothing'}")
     return registry
 
 
-@functools.lru_cache(maxsize=1)
-def load_registry() -> Registry:
-    """The process-wide registry (built once); tests build fresh ones with :func:`build_registry`."""
-    return build_registry(*get_plugin_manager())
+def load_registry(plugins_dir: str | Path | None = None) -> Registry:
+    """The process-wide registry, built once per plugins directory (default ``$MMOLRE_PLUGINS_DIR``).
+
+    Tests build fresh ones with :func:`build_registry`.
+    """
+    directory = Path(plugins_dir) if plugins_dir is not None else plugins_dir_from_env()
+    return _cached_registry(directory.resolve() if directory is not None else None)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_registry(plugins_dir: Path | None) -> Registry:
+    return build_registry(*get_plugin_manager(plugins_dir))

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from mmolre_cli.errors import UsageError
+from mmolre_cli.plugins.contracts import check_factory
 
 #: Component kind → the hook that registers it.
 KIND_HOOKS = {
@@ -14,6 +15,7 @@ KIND_HOOKS = {
     "expert": "register_experts",
     "router": "register_routers",
     "fusion": "register_fusions",
+    "text_encoder": "register_text_encoders",
 }
 KINDS = tuple(KIND_HOOKS)
 
@@ -49,10 +51,12 @@ class Registry:
     failures: list[PluginFailure] = field(default_factory=list)
 
     def add(self, kind: str, name: str, factory: Callable, *, plugin: str, description: str = "") -> None:
+        """Add a component; a bad name, a duplicate or a factory off its kind's contract raises."""
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(f"{kind} name must be an identifier, got {name!r}")
         if not callable(factory):
             raise TypeError(f"{kind} {name!r}: factory is not callable")
+        check_factory(kind, name, factory, plugin)
         existing = self.components[kind].get(name)
         if existing is not None:
             raise ValueError(f"{kind} {name!r} is already registered by plugin {existing.plugin!r}")

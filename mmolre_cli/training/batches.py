@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -50,12 +49,28 @@ class TensorSplit:
     def __len__(self) -> int:
         return len(self.sentiment)
 
-    def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Batch]:
-        """Mini-batches in order, or shuffled by ``generator``; padding beyond the batch's longest is cut."""
-        order = torch.randperm(len(self), generator=generator) if generator is not None else torch.arange(len(self))
-        for start in range(0, len(self), batch_size):
-            index = order[start : start + batch_size]
-            lengths = {m: x[index] for m, x in self.lengths.items()}
-            longest = {m: max(int(x.max()), 1) for m, x in lengths.items()}
-            features = {m: x[index, : longest[m]] for m, x in self.features.items()}
-            yield Batch(features, lengths, self.sentiment[index], self.emotion[index])
+    def batch_indices(
+        self, batch_size: int, generator: torch.Generator | None = None, rank: int = 0, world: int = 1
+    ) -> list[Tensor]:
+        """Sample indices of each mini-batch: in order, or shuffled by ``generator``.
+
+        With ``world`` > 1 each global mini-batch is dealt out over the ranks and this returns rank
+        ``rank``'s share, so together the ranks see every sample once, in as many steps as one process
+        would take. A last global batch too small to give every rank a sample joins the one before it,
+        since every rank must step its optimiser together. ``generator`` must be in the same state on every rank.
+        """
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+        starts = list(range(0, n, batch_size))
+        if world > 1 and len(starts) > 1 and n - starts[-1] < world:
+            starts.pop()
+        ends = [*starts[1:], n]
+        chunks = (order[start:end][rank::world] for start, end in zip(starts, ends, strict=True))
+        return [chunk for chunk in chunks if len(chunk)]  # empty only for a split smaller than ``world``
+
+    def batch(self, index: Tensor) -> Batch:
+        """The samples at ``index``; padding beyond their longest sequence is cut."""
+        lengths = {m: x[index] for m, x in self.lengths.items()}
+        longest = {m: max(int(x.max()), 1) for m, x in lengths.items()}
+        features = {m: x[index, : longest[m]] for m, x in self.features.items()}
+        return Batch(features, lengths, self.sentiment[index], self.emotion[index])

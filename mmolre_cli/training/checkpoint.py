@@ -1,19 +1,26 @@
-"""Checkpoints: written atomically, read with ``weights_only=True`` so a file can never run code."""
+"""Checkpoints: written atomically, read with ``weights_only=True`` so a file can never run code.
+
+A run directory holds two: ``checkpoint.pt``, the one selected on the validation split (weights, config,
+MER thresholds), and ``last.pt``, everything needed to resume after the last finished epoch.
+"""
 
 from __future__ import annotations
 
 import os
 import pickle
+import random
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from mmolre_cli.errors import CheckpointError
 
 FORMAT = "mmolre-checkpoint/1"
 CHECKPOINT_NAME = "checkpoint.pt"
+LAST_NAME = "last.pt"
 
 
 def atomic_save(payload: dict[str, Any], path: Path) -> None:
@@ -54,3 +61,30 @@ def load_checkpoint(run_or_checkpoint: Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an mmolre checkpoint (missing format {FORMAT!r})")
     return payload
+
+
+def rng_state(shuffle: torch.Generator) -> dict[str, Any]:
+    """Every random state training draws from, as tensors and plain values ``weights_only`` can load."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "shuffle": shuffle.get_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss],
+        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss_next],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], shuffle: torch.Generator) -> None:
+    """Restore what :func:`rng_state` captured."""
+    torch.set_rng_state(state["torch"])
+    shuffle.set_state(state["shuffle"])
+    kind, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal.tolist()), gauss_next))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

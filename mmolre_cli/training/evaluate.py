@@ -2,61 +2,142 @@
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from mmolre_cli.config import ModelConfig
 from mmolre_cli.metrics import mer_metrics, msa_metrics
-from mmolre_cli.model import MMoLRE, multitask_loss
-from mmolre_cli.training.batches import TensorSplit
+from mmolre_cli.model import ModelOutput, multitask_loss
+from mmolre_cli.training.batches import Batch, TensorSplit
+from mmolre_cli.training.distributed import SINGLE, Context
+from mmolre_cli.training.routing import RoutingStats
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: str | torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Autocast to ``precision`` (``bf16``/``fp16``) on ``device``, or nothing for ``fp32``."""
+    if precision not in AUTOCAST_DTYPES:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=AUTOCAST_DTYPES[precision])
+
+
+def forward(model: nn.Module, batch: Batch, precision: str = "fp32") -> ModelOutput:
+    """The model's output on ``batch`` (already on its device), predictions and auxiliary losses in fp32
+    whatever ``precision`` the forward pass ran in, so losses and metrics are computed at full precision."""
+    with autocast(batch.sentiment.device, precision):
+        output = model(batch.features, batch.lengths)
+    return ModelOutput(
+        {task: value.float() for task, value in output.predictions.items()},
+        {name: value.float() for name, value in output.aux_losses.items()},
+        output.routes,
+    )
+
+
+@dataclass
+class Predictions:
+    """Predictions per task over a whole split (in its order), its mean loss parts, and its routing."""
+
+    outputs: dict[str, np.ndarray]
+    losses: dict[str, float]
+    routing: RoutingStats = field(default_factory=RoutingStats)
 
 
 @torch.no_grad()
 def predict(
-    model: MMoLRE, split: TensorSplit, batch_size: int, pos_weight: torch.Tensor | None, device: str = "cpu"
-) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Predictions per task over the whole split, and its sample-weighted mean loss parts."""
+    model: nn.Module,
+    split: TensorSplit,
+    batch_size: int,
+    pos_weight: torch.Tensor | None,
+    device: str = "cpu",
+    *,
+    precision: str = "fp32",
+    context: Context = SINGLE,
+) -> Predictions:
+    """Predict ``split``; under data parallelism each rank predicts its share and all ranks get the whole."""
     model.eval()
-    outputs: dict[str, list[np.ndarray]] = {task: [] for task in model.tasks}
-    sums: dict[str, float] = {}
-    for batch in split.batches(batch_size):
-        batch = batch.to(device)
-        output = model(batch.features, batch.lengths)
-        total, parts = multitask_loss(output, batch.sentiment, batch.emotion, model.config, pos_weight)
-        size = len(batch.sentiment)
+    config: ModelConfig = model.config
+    indices, chunks, sums, routing = [], {task: [] for task in model.tasks}, {}, RoutingStats()
+    for index in split.batch_indices(batch_size, rank=context.rank, world=context.world):
+        batch = split.batch(index).to(device)
+        output = forward(model, batch, precision)
+        total, parts = multitask_loss(output, batch.sentiment, batch.emotion, config, pos_weight)
         for name, value in {"loss": total, **parts}.items():
-            sums[name] = sums.get(name, 0.0) + float(value) * size
+            sums[name] = sums.get(name, 0.0) + float(value) * len(index)
         for task, prediction in output.predictions.items():
-            outputs[task].append(prediction.float().cpu().numpy())
-    losses = {name: value / len(split) for name, value in sums.items()}
-    return {task: np.concatenate(chunks) for task, chunks in outputs.items()}, losses
+            chunks[task].append(prediction.cpu().numpy())
+        routing.add(output.routes)
+        indices.append(index)
+    order = torch.cat(indices).numpy() if indices else np.zeros(0, dtype=np.int64)
+    outputs = {task: np.concatenate(parts) if parts else None for task, parts in chunks.items()}
+    shares = context.gather((order, outputs, sums, routing))
+    if context.active:
+        order = np.concatenate([share[0] for share in shares])
+        outputs = {
+            task: np.concatenate([share[1][task] for share in shares if share[1][task] is not None]) for task in outputs
+        }
+        sums = {name: sum(share[2].get(name, 0.0) for share in shares) for name in shares[0][2]}
+        routing = RoutingStats()
+        for share in shares:
+            routing.merge(share[3])
+    inverse = np.argsort(order, kind="stable")
+    return Predictions(
+        {task: values[inverse] for task, values in outputs.items()},
+        {name: value / len(split) for name, value in sums.items()},
+        routing,
+    )
 
 
 def score(
-    predictions: dict[str, np.ndarray], split: TensorSplit, config: ModelConfig, emotions: list[str]
+    predictions: dict[str, np.ndarray],
+    split: TensorSplit,
+    config: ModelConfig,
+    emotions: list[str],
+    thresholds: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """MSA metrics for ``sa`` and MER metrics for ``er``, each only where the split has such labels."""
+    """MSA metrics for ``sa`` and MER metrics for ``er`` (logit > threshold, 0 unless tuned thresholds
+    are given), each only where the split has such labels."""
     metrics: dict[str, float] = {}
     sentiment, emotion = split.sentiment.numpy(), split.emotion.numpy()
     if "sa" in predictions and np.isfinite(sentiment).any():
         metrics.update(msa_metrics(predictions["sa"], sentiment))
     if "er" in predictions and np.isfinite(emotion).all(-1).any():
-        metrics.update(mer_metrics(predictions["er"], emotion, emotions))
+        metrics.update(mer_metrics(predictions["er"], emotion, emotions, 0.0 if thresholds is None else thresholds))
     return metrics
 
 
+def metrics_of(
+    predictions: Predictions, split: TensorSplit, model: nn.Module, thresholds: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Losses (``loss``, ``loss_sa``, …) and metrics of predicted ``split``."""
+    named = {("loss" if name == "loss" else f"loss_{name}"): value for name, value in predictions.losses.items()}
+    return {**named, **score(predictions.outputs, split, model.config, model.signature.emotions, thresholds)}
+
+
 def evaluate(
-    model: MMoLRE, split: TensorSplit, pos_weight: torch.Tensor | None, batch_size: int, device: str = "cpu"
+    model: nn.Module,
+    split: TensorSplit,
+    pos_weight: torch.Tensor | None,
+    batch_size: int,
+    device: str = "cpu",
+    *,
+    precision: str = "fp32",
+    thresholds: np.ndarray | None = None,
+    context: Context = SINGLE,
 ) -> dict[str, Any]:
     """Losses (``loss``, ``loss_sa``, …) and metrics of one split."""
-    predictions, losses = predict(model, split, batch_size, pos_weight, device)
-    named = {("loss" if name == "loss" else f"loss_{name}"): value for name, value in losses.items()}
-    return {**named, **score(predictions, split, model.config, model.signature.emotions)}
+    predictions = predict(model, split, batch_size, pos_weight, device, precision=precision, context=context)
+    return metrics_of(predictions, split, model, thresholds)
 
 
-def trivial_baseline(train: TensorSplit, split: TensorSplit, config: ModelConfig, emotions: list[str]) -> dict[str, float]:
+def trivial_baseline(
+    train: TensorSplit, split: TensorSplit, config: ModelConfig, emotions: list[str]
+) -> dict[str, float]:
     """Metrics of a predictor that ignores its input: the training mean sentiment for every clip and,
     per emotion, a constant logit log(p / (1 - p)) from the training prevalence p."""
     n = len(split)

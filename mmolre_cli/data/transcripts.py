@@ -1,0 +1,105 @@
+"""MMSA raw ``label.csv`` transcripts → a text-only canonical dataset, embedded by a text encoder.
+
+Columns (any order, others ignored): ``video_id``, ``clip_id``, ``text``, ``label`` (sentiment
+in [-3, 3]) and ``mode`` (train, valid or test); MMSA files also carry ``label_T``, ``label_A``,
+``label_V`` and ``annotation``. Ids are ``<video_id>$_$<clip_id>``; emotions are unknown (NaN).
+
+A text encoder (kind ``text_encoder``) is any object with ``encode(texts, seq_len)`` returning
+float32 features (N, seq_len, D), zero after each length, and int32 lengths (N,).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from mmolre_cli.data.canonical import MOSEI_EMOTIONS, SENTIMENT_RANGE, SPLITS, CanonicalData, Split
+from mmolre_cli.errors import DataError, UsageError
+
+COLUMNS = ("video_id", "clip_id", "text", "label", "mode")
+
+
+class TextEncoder(Protocol):
+    """What a ``text_encoder`` factory builds."""
+
+    def encode(self, texts: list[str], seq_len: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def read_label_csv(path: str | os.PathLike) -> dict[str, dict[str, list]]:
+    """Rows of ``path`` by split: ``{"train": {"ids": [...], "texts": [...], "labels": [...]}, ...}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    rows: dict[str, dict[str, list]] = {s: {"ids": [], "texts": [], "labels": []} for s in SPLITS}
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DataError(f"{path}: header: missing column {missing[0]!r} (needs {', '.join(COLUMNS)})")
+            for row in reader:
+                where = f"{path}: line {reader.line_num}"
+                if None in row.values():  # DictReader fills a short row's missing fields with None
+                    fields = sum(value is not None for value in row.values())
+                    raise DataError(f"{where}: {fields} fields, fewer than the header's {len(reader.fieldnames)}")
+                split = row["mode"].strip()
+                if split not in rows:
+                    raise DataError(f"{where}, mode: {split!r} is not one of {', '.join(SPLITS)}")
+                try:
+                    label = float(row["label"])
+                except ValueError:
+                    raise DataError(f"{where}, label: {row['label']!r} is not a number") from None
+                lo, hi = SENTIMENT_RANGE
+                if not (math.isfinite(label) and lo <= label <= hi):
+                    raise DataError(f"{where}, label: {label:g} is not a finite value in [{lo:g}, {hi:g}]")
+                rows[split]["ids"].append(f"{row['video_id']}$_${row['clip_id']}")
+                rows[split]["texts"].append(row["text"])
+                rows[split]["labels"].append(label)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+    except csv.Error as e:
+        raise DataError(f"{path}: not a CSV file ({e})") from None
+    for split, part in rows.items():
+        if not part["ids"]:
+            raise DataError(f"{path}: mode: no rows for split {split!r}")
+    return rows
+
+
+def prepare_transcripts(
+    path: str | os.PathLike, encoder: TextEncoder, *, seq_len: int = 50, dataset: str | None = None
+) -> CanonicalData:
+    """Embed the transcripts of ``path`` with ``encoder`` into a canonical dataset with one modality, text."""
+    if seq_len < 1:
+        raise UsageError(f"--seq-len: must be at least 1, got {seq_len}")
+    path = Path(path)
+    rows = read_label_csv(path)
+    splits = {}
+    for split, part in rows.items():
+        n = len(part["ids"])
+        features, lengths = encoder.encode(part["texts"], seq_len)
+        if features.shape[:2] != (n, seq_len) or lengths.shape != (n,):
+            raise DataError(
+                f"{path}: text: the encoder returned features {features.shape} and lengths {lengths.shape} "
+                f"for {n} texts at --seq-len {seq_len}"
+            )
+        splits[split] = Split(
+            ids=np.asarray(part["ids"], dtype=str),
+            features={"text": features},
+            lengths={"text": lengths},
+            sentiment=np.asarray(part["labels"], dtype=np.float32),
+            emotion=np.full((n, len(MOSEI_EMOTIONS)), np.nan, dtype=np.float32),
+            raw_text=np.asarray(part["texts"], dtype=str),
+        )
+    return CanonicalData(
+        dataset=dataset or path.parent.name.lower() or path.stem,
+        source="csv",
+        modalities=["text"],
+        emotions=list(MOSEI_EMOTIONS),
+        splits=splits,
+        options={"file": path.name, "seq_len": seq_len},
+    )

@@ -1,0 +1,86 @@
+"""Input shapes for profiling: feature sizes and sequence lengths, from a canonical file or a named preset."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from mmolre_cli.data.canonical import FORMAT, MOSEI_EMOTIONS
+from mmolre_cli.errors import DataError, UsageError
+from mmolre_cli.model.mmolre import DataSignature
+from mmolre_cli.plugins.registry import unknown_choice
+
+
+@dataclass(frozen=True)
+class DataShapes:
+    """Per modality the feature size D_m and sequence length T_m; the emotion names; whether the
+    data holds emotion labels (MOSI does not, so ``er`` is not trained on it)."""
+
+    source: str
+    input_dims: dict[str, int]
+    lengths: dict[str, int]
+    emotions: list[str]
+    emotion_labels: bool
+
+    def signature(self) -> DataSignature:
+        return DataSignature(dict(self.input_dims), list(self.emotions))
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "input_dims": dict(self.input_dims),
+            "lengths": dict(self.lengths),
+            "emotions": list(self.emotions),
+            "emotion_labels": self.emotion_labels,
+        }
+
+
+#: The MMSA aligned_50 releases (SPEC §4).
+LIKE = {
+    "mosi": DataShapes(
+        "like mosi", {"text": 768, "audio": 5, "vision": 20}, dict.fromkeys(("text", "audio", "vision"), 50),
+        list(MOSEI_EMOTIONS), emotion_labels=False,
+    ),
+    "mosei": DataShapes(
+        "like mosei", {"text": 768, "audio": 74, "vision": 35}, dict.fromkeys(("text", "audio", "vision"), 50),
+        list(MOSEI_EMOTIONS), emotion_labels=True,
+    ),
+}  # fmt: skip
+
+
+def like_shapes(name: str) -> DataShapes:
+    """The shapes of a named dataset (``mosi`` or ``mosei``)."""
+    if name not in LIKE:
+        raise UsageError(unknown_choice("--like", name, list(LIKE)))
+    return LIKE[name]
+
+
+def read_shapes(path: str | Path) -> DataShapes:
+    """Feature sizes and padded lengths from a canonical file's train split, without reading its features."""
+    path, src = Path(path), str(path)
+    if not path.is_file():
+        raise DataError(f"{src}: file not found")
+    if not h5py.is_hdf5(path):
+        raise DataError(f"{src}: not an HDF5 file")
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("format") != FORMAT:
+            raise DataError(f"{src}: /format: expected {FORMAT!r} (not an mmolre canonical file?)")
+        try:
+            modalities, emotions = json.loads(f.attrs["modalities"]), json.loads(f.attrs["emotions"])
+            features = {m: f[f"train/features/{m}"].shape for m in modalities}
+            emotion = np.asarray(f["train/labels/emotion"][()])
+        except (KeyError, TypeError, ValueError) as error:
+            raise DataError(f"{src}: not a complete canonical file ({error})") from None
+    if any(len(shape) != 3 for shape in features.values()):
+        raise DataError(f"{src}: train/features: expected (N, T, D) arrays")
+    return DataShapes(
+        src,
+        {m: int(shape[2]) for m, shape in features.items()},
+        {m: int(shape[1]) for m, shape in features.items()},
+        list(emotions),
+        emotion_labels=emotion.size > 0 and bool(np.isfinite(emotion).all(-1).any()),
+    )

@@ -1,0 +1,81 @@
+"""Figures of a run, drawn without pyplot (no GUI backend, no global figure state): PNG files only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+
+def plot_history(history: list[dict[str, float]], path: Path) -> Path:
+    """Save per-epoch training (solid) and validation (dashed) losses, balance loss and learning rate to ``path``."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = [row["epoch"] for row in history]
+    keys = sorted({key for row in history for key in row if key.startswith(("train_loss", "valid_loss"))})
+    figure = Figure(figsize=(13, 3.4))
+    figure.subplots_adjust(left=0.05, right=0.98, bottom=0.15, top=0.9, wspace=0.3)
+    losses, balance, rate = figure.subplots(1, 3)
+    quantities = sorted({key.split("_", 1)[1] for key in keys})  # loss, loss_sa, …: one colour each
+    for key in keys:
+        axis = balance if key.endswith("_balance") else losses
+        style = "-" if key.startswith("train") else "--"
+        colour = f"C{quantities.index(key.split('_', 1)[1])}"
+        axis.plot(epochs, [row.get(key, np.nan) for row in history], style, color=colour, marker=".", label=key)
+    rate.plot(epochs, [row.get("lr", np.nan) for row in history], marker=".")
+    for axis, label in ((losses, "task losses"), (balance, "balance loss (sum over routers)"), (rate, "learning rate")):
+        axis.set_xlabel("epoch")
+        axis.set_title(label, fontsize=9)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if axis.lines and axis is not rate:
+            axis.legend(fontsize=7)
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def plot_routing(summary: Mapping[str, Mapping[str, Mapping[str, Mapping[str, list[float]]]]], path: Path, title: str):
+    """Save a heatmap per modality (rows) and block (columns) of tasks × experts selection frequency,
+    each cell annotated with frequency and mean weight. Returns ``path``, or None when nothing was routed."""
+    if not summary:
+        return None
+    from matplotlib.figure import Figure
+
+    modalities = list(summary)
+    blocks = sorted({block for by_block in summary.values() for block in by_block}, key=int)
+    tasks = sorted({task for by_block in summary.values() for by_task in by_block.values() for task in by_task})
+    n_experts = max(
+        len(route["frequency"])
+        for by_block in summary.values()
+        for by_task in by_block.values()
+        for route in by_task.values()
+    )
+    # Fixed spacing rather than a layout engine, which would double the drawing time.
+    figure = Figure(figsize=(1.8 + 0.9 * n_experts * len(blocks), 1.0 + 1.3 * len(tasks) * len(modalities)))
+    axes = figure.subplots(len(modalities), len(blocks), squeeze=False, gridspec_kw={"hspace": 0.5, "wspace": 0.3})
+    image = None
+    for row, modality in enumerate(modalities):
+        for column, block in enumerate(blocks):
+            axis = axes[row][column]
+            by_task = summary[modality].get(block, {})
+            frequency = np.full((len(tasks), n_experts), np.nan)
+            weight = np.full((len(tasks), n_experts), np.nan)
+            for i, task in enumerate(tasks):
+                if task in by_task:
+                    frequency[i, : len(by_task[task]["frequency"])] = by_task[task]["frequency"]
+                    weight[i, : len(by_task[task]["mean_weight"])] = by_task[task]["mean_weight"]
+            image = axis.imshow(frequency, vmin=0.0, vmax=1.0, cmap="Blues", aspect="auto")
+            for (i, j), value in np.ndenumerate(frequency):
+                if value == value:
+                    colour = "white" if value > 0.6 else "black"
+                    axis.text(
+                        j, i, f"{value:.2f}\n{weight[i, j]:.2f}", ha="center", va="center", fontsize=7, color=colour
+                    )
+            axis.set_xticks(range(n_experts), [f"e{j + 1}" for j in range(n_experts)])
+            axis.set_yticks(range(len(tasks)), tasks)
+            axis.set_title(f"{modality} · block {block}", fontsize=9)
+    figure.colorbar(image, ax=axes.ravel().tolist(), label="selection frequency (cell: frequency / mean weight)")
+    figure.suptitle(title, fontsize=10)
+    figure.savefig(path, dpi=110)
+    return path

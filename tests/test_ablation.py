@@ -1,0 +1,270 @@
+"""``mmolre ablate``: every removal changes the model as named, baselines, grids, outputs, resuming."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from conftest import random_inputs
+from typer.testing import CliRunner
+
+from mmolre_cli.ablation.plots import scaled
+from mmolre_cli.ablation.runner import record_plan
+from mmolre_cli.ablation.variants import REMOVALS, WHOLE, parse_grid, plan_variants
+from mmolre_cli.cli.app import app
+from mmolre_cli.config import deep_merge
+from mmolre_cli.data.canonical import write_canonical
+from mmolre_cli.data.synthetic import generate_synthetic
+from mmolre_cli.errors import UsageError
+from mmolre_cli.model import multitask_loss
+from mmolre_cli.model.build import build_model
+from mmolre_cli.model.experts import lowrank_parameter_count
+from mmolre_cli.model.fusion import ConcatFusion, TaskAdaptiveFusion
+from mmolre_cli.model.routers import TopKRouter, UniformRouter
+
+SMALL = {"model": {"d_model": 16, "experts": {"shared": 4, "rank": 4}, "topk": 2, "dropout": 0.0}}
+FAST = ["--d-model", "16", "--epochs", "2", "--batch-size", "64", "--no-track"]
+
+
+@pytest.fixture(autouse=True)
+def _fast_runs(monkeypatch):
+    """One torch thread (tiny models; on a busy machine idle threads cost more than they give) and no
+    per-run plots (the training tests cover them; here they would cost more than the training)."""
+    monkeypatch.setattr("mmolre_cli.training.trainer.plot_history", lambda *args: None)
+    monkeypatch.setattr("mmolre_cli.training.trainer.plot_routing", lambda *args: None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def models(registry, signature, removal: str) -> tuple[torch.nn.Module, dict[str, torch.nn.Module]]:
+    """The full model and the removal's model(s) by part, built from the planned configs."""
+    plan = plan_variants(SMALL, [removal], [], {}, registry)
+    full, variant = plan.variants
+    assert full.name == "full" and variant.name == f"no-{removal}"
+    build = lambda config: build_model(config.model, signature, registry)  # noqa: E731
+    return build(full.parts[WHOLE]), {part: build(config) for part, config in variant.parts.items()}
+
+
+def blocks(model) -> list:
+    return [block for modality in model.unitse.values() for block in modality.blocks]
+
+
+def check_unitse(full, variant, registry, signature):
+    assert variant.unitse is None and full.unitse is not None
+    assert n_params(full) - n_params(variant) == n_params(full.unitse)
+
+
+def check_shared(full, variant, registry, signature):
+    assert all(b.shared is None and b.routers is None for b in blocks(variant))
+    removed = sum(n_params(b.shared) + n_params(b.routers) for b in blocks(full))
+    assert removed > 0 and n_params(full) - n_params(variant) == removed
+
+
+def check_specific(full, variant, registry, signature):
+    assert all(b.specific is None and b.shared is not None for b in blocks(variant))
+    removed = sum(n_params(b.specific) for b in blocks(full))
+    assert removed > 0 and n_params(full) - n_params(variant) == removed
+
+
+def check_router(full, variant, registry, signature):
+    assert all(isinstance(r, TopKRouter) for b in blocks(full) for r in b.routers.values())
+    assert all(isinstance(r, UniformRouter) for b in blocks(variant) for r in b.routers.values())
+    assert n_params(full) - n_params(variant) == sum(n_params(b.routers) for b in blocks(full))
+    # Uniform weights over all N shared experts, not top-k of them.
+    output = variant(*random_inputs(signature))
+    assert all((route.weights == 0.25).all() for route in output.routes.values())
+
+
+def check_fusion(full, variant, registry, signature):
+    assert isinstance(full.fusion, TaskAdaptiveFusion) and isinstance(variant.fusion, ConcatFusion)
+
+
+def check_lowrank(full, variant, registry, signature):
+    d, n, r = 16, 4, 4
+    assert all(b.shared.hidden == r and b.specific["sa"].hidden == r for b in blocks(full))
+    assert all(b.shared.hidden == d and b.specific["sa"].hidden == d for b in blocks(variant))
+    bank = blocks(variant)[0].shared
+    assert n_params(bank) == lowrank_parameter_count(d, n, d)  # the same shape at full width
+    assert n_params(variant) > n_params(full)
+
+
+def check_block2(full, variant, registry, signature):
+    assert all(len(m.blocks) == 2 for m in full.unitse.values())
+    assert all(len(m.blocks) == 1 for m in variant.unitse.values())
+
+
+def check_balance(full, variant, registry, signature):
+    # Same network; only the loss loses its balance term.
+    assert n_params(full) == n_params(variant)
+    output = full(*random_inputs(signature))
+    sentiment, emotion = torch.randn(6), torch.rand(6, 6)
+    with_balance, parts = multitask_loss(output, sentiment, emotion, full.config, None)
+    without, _ = multitask_loss(output, sentiment, emotion, variant.config, None)
+    assert variant.config.balance_coef == 0.0
+    torch.testing.assert_close(with_balance - without, full.config.balance_coef * parts["balance"])
+
+
+CHECKS = {
+    "unitse": check_unitse,
+    "shared": check_shared,
+    "specific": check_specific,
+    "router": check_router,
+    "fusion": check_fusion,
+    "lowrank": check_lowrank,
+    "block2": check_block2,
+    "balance": check_balance,
+}
+
+
+def test_every_removal_has_a_structural_test():
+    assert set(CHECKS) | {"mtl"} == set(REMOVALS)
+
+
+@pytest.mark.parametrize("removal", sorted(CHECKS))
+def test_removal_changes_the_model_as_named(registry, signature, removal):
+    full, parts = models(registry, signature, removal)
+    assert list(parts) == [WHOLE]
+    CHECKS[removal](full, parts[WHOLE], registry, signature)
+
+
+def test_removing_mtl_trains_one_single_task_model_per_task(registry, signature):
+    full, parts = models(registry, signature, "mtl")
+    assert list(parts) == ["sa", "er"] and full.tasks == ["sa", "er"]
+    for task, model in parts.items():
+        assert model.tasks == [task] and list(model.heads) == [task]
+        assert model.fusion.queries.shape[0] == 1  # one task query, not two
+        assert all(list(b.routers) == [task] and list(b.specific) == [task] for b in blocks(model))
+        assert set(model(*random_inputs(signature)).predictions) == {task}
+
+
+def test_baselines_are_built_as_named(registry, signature):
+    plan = plan_variants(SMALL, [], ["hps", "mmoe", "cgc"], {}, registry)
+    built = {v.name: build_model(v.parts[WHOLE].model, signature, registry) for v in plan.variants}
+    hps, mmoe, cgc = built["hps"], built["mmoe"], built["cgc"]
+    # HPS: nothing before the heads belongs to a task.
+    task_specific = [name for name, _ in hps.named_parameters() if ".sa." in f".{name}." or ".er." in f".{name}."]
+    assert task_specific and all(name.startswith("heads.") for name in task_specific)
+    assert hps.fusion.queries.shape[0] == 1
+    # MMoE: dense shared experts, a softmax gate per task over them; CGC adds one expert per task.
+    for model in (mmoe, cgc):
+        assert all(bank.hidden == 16 and bank.n_experts == 4 for bank in model.shared.values())
+    assert mmoe.own is None and all(gate.gate.out_features == 4 for g in mmoe.gates.values() for gate in g.values())
+    assert all(gate.gate.out_features == 5 for g in cgc.gates.values() for gate in g.values())
+    assert n_params(cgc) > n_params(mmoe)
+    for model in built.values():
+        output = model(*random_inputs(signature))
+        loss, _ = multitask_loss(output, torch.randn(6), torch.rand(6, 6), model.config, None)
+        loss.backward()
+        assert output.predictions["sa"].shape == (6,) and output.predictions["er"].shape == (6, 6)
+
+
+def test_grid_skips_topk_above_shared_and_reuses_the_full_model(registry):
+    grid = parse_grid(["shared=1,2,4", "topk=1,2"])
+    plan = plan_variants(SMALL, [], [], grid, registry)
+    assert [v.name for v in plan.variants] == [
+        "shared=4,topk=2",  # equal to the full model: the reference, trained once
+        "shared=1,topk=1",
+        "shared=2,topk=1",
+        "shared=2,topk=2",
+        "shared=4,topk=1",
+    ]
+    assert plan.notes == ["--grid shared=1,topk=2: skipped, topk cannot exceed the number of shared experts"]
+    assert plan.variants[1].parts[WHOLE].model.experts.shared == 1
+
+
+@pytest.mark.parametrize(
+    "values, fragment",
+    [
+        (["nope=1,2"], "unknown key 'nope'"),
+        (["shared"], "expected KEY=V1,V2"),
+        (["shared=1", "shared=2"], "given twice"),
+    ],
+)
+def test_bad_grids_are_refused(values, fragment):
+    with pytest.raises(UsageError, match=fragment):
+        parse_grid(values)
+
+
+def test_grid_values_are_checked_before_training(registry):
+    with pytest.raises(UsageError, match="--grid type=bogus"):
+        plan_variants(SMALL, [], [], parse_grid(["type=bogus"]), registry)
+
+
+def test_heatmap_scale_respects_direction():
+    assert scaled([0.5, 0.7, None, 0.6], higher_better=True) == pytest.approx([0.0, 1.0, None, 0.5])
+    assert scaled([0.5, 0.7, 0.6], higher_better=False) == pytest.approx([1.0, 0.0, 0.5])
+
+
+def test_unknown_removal_fails_in_one_line_listing_valid_names(runner, tmp_path):
+    result = runner.invoke(app, ["ablate", "--remove", "unitse,bogus", "--out", str(tmp_path / "a")])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'bogus'" in lines[0] and ", ".join(REMOVALS) in lines[0]
+    assert not (tmp_path / "a").exists()
+
+
+def test_grid_study_writes_heatmap_and_every_combination_and_seed(runner, tiny_data, tmp_path):
+    out = tmp_path / "grid"
+    args = ["ablate", "--data", str(tiny_data), "--grid", "shared=1,2,4", "--grid", "topk=1,2", "--seeds", "1,2"]
+    result = runner.invoke(app, [*args, *FAST, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "skipped" in result.stderr and (out / "heatmap.png").stat().st_size > 0
+    with (out / "results.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    valid = {(s, k) for s in ("1", "2", "4") for k in ("1", "2") if int(k) <= int(s)}
+    assert sorted((r["shared"], r["topk"], r["seed"]) for r in rows) == sorted(
+        (s, k, seed) for s, k in valid for seed in ("1", "2")
+    )
+    assert all(r["test_MAE"] and r["test_WA_mean"] for r in rows)
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["reference"] == "shared=4,topk=2"
+    # Rerunning into the same directory trains nothing again.
+    again = runner.invoke(app, [*args, *FAST, "--out", str(out)])
+    assert again.exit_code == 0 and again.stderr.count("read back") == len(valid)
+    assert json.loads((out / "results.json").read_text())["variants"] == summary["variants"]
+
+
+def test_an_output_directory_refuses_other_settings_for_a_variant_it_holds(registry, tmp_path):
+    record_plan(plan_variants(SMALL, ["block2"], [], {}, registry), [1], tmp_path)
+    # More variants are fine (they are added); the same variant with another config or seeds is not.
+    record_plan(plan_variants(SMALL, ["block2", "fusion"], [], {}, registry), [1], tmp_path)
+    changed = deep_merge(SMALL, {"train": {"lr": 0.01}})
+    for values, seeds in ((changed, [1]), (SMALL, [1, 2])):
+        with pytest.raises(UsageError, match="variant 'full' was run there with other settings or seeds"):
+            record_plan(plan_variants(values, ["block2"], [], {}, registry), seeds, tmp_path)
+
+
+def test_remove_unitse_with_no_other_option_runs_on_the_builtin_data(runner, tmp_path, monkeypatch):
+    # A tiny stand-in for the built-in dataset (16 training clips), where the trainer looks it up.
+    builtin = tmp_path / "builtin.h5"
+    write_canonical(generate_synthetic(like="mosei", scale=0.001, seq_len=12), builtin)
+    monkeypatch.setattr("mmolre_cli.training.trainer.builtin_dataset_path", lambda: builtin)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["ablate", "--remove", "unitse"])
+    assert result.exit_code == 0, result.output
+    assert "full" in result.stdout and "no-unitse" in result.stdout and "MAE" in result.stdout
+    (out,) = (tmp_path / "ablations").iterdir()
+    summary = json.loads((out / "results.json").read_text())
+    assert [v["name"] for v in summary["variants"]] == ["full", "no-unitse"] and summary["seeds"] == [1, 2, 3]
+    assert (out / "bars.png").is_file() and (out / "mlflow.db").is_file()
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    runs = client.search_runs(client.get_experiment_by_name("mmolre").experiment_id)
+    parent = {r.info.run_id for r in runs if r.info.run_name.startswith("ablate-")}
+    variants = {r.info.run_id: r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") in parent}
+    seeds = [r for r in runs if r.data.tags.get("mlflow.parentRunId") in variants]
+    assert len(parent) == 1 and sorted(variants.values()) == ["full", "no-unitse"] and len(seeds) == 6

@@ -1,0 +1,145 @@
+"""The docs cannot fall behind the code: hooks, contracts, commands, options and metrics are checked."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import inspect
+from pathlib import Path
+
+import pluggy
+import pytest
+import typer
+
+from mmolre_cli.cli.app import app
+from mmolre_cli.metrics import MER_SUMMARY, MSA_METRICS
+from mmolre_cli.plugins import KINDS, hookspecs
+from mmolre_cli.plugins.contracts import CONTRACTS
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+
+
+def load_gen_cli():
+    spec = importlib.util.spec_from_file_location("gen_cli", DOCS / "gen_cli.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gen_cli = load_gen_cli()
+
+
+def hook_signatures(specs: object, project: str = hookspecs.PROJECT) -> dict[str, str]:
+    """Hook name → its exact signature, ``name(args)``, for every hook specification in ``specs``."""
+    return {
+        name: f"{name}{inspect.signature(function)}"
+        for name, function in vars(specs).items()
+        if callable(function) and hasattr(function, f"{project}_spec")
+    }
+
+
+def undocumented_hooks(signatures: dict[str, str], text: str) -> list[str]:
+    """Signatures without their own ``### `signature` `` heading in ``text``."""
+    headings = {line.strip() for line in text.splitlines() if line.startswith("#")}
+    return [signature for signature in signatures.values() if f"### `{signature}`" not in headings]
+
+
+def untested_hooks(signatures: dict[str, str], test_names: set[str]) -> list[str]:
+    """Hooks without a ``test_hook_<name>`` test."""
+    return [name for name in signatures if f"test_hook_{name}" not in test_names]
+
+
+def defined_functions(path: Path) -> set[str]:
+    return {node.name for node in ast.parse(path.read_text()).body if isinstance(node, ast.FunctionDef)}
+
+
+def test_every_hook_is_documented_with_its_exact_signature():
+    assert undocumented_hooks(hook_signatures(hookspecs), (DOCS / "plugins.md").read_text()) == []
+
+
+def test_every_hook_has_a_test():
+    assert untested_hooks(hook_signatures(hookspecs), defined_functions(ROOT / "tests" / "test_plugins.py")) == []
+
+
+def test_the_hook_checkers_catch_a_made_up_hook():
+    marker = pluggy.HookspecMarker("madeup")
+
+    class Specs:
+        @marker
+        def register_widgets(register, size):
+            """Register widgets."""
+
+    signatures = hook_signatures(Specs, project="madeup")
+    assert signatures == {"register_widgets": "register_widgets(register, size)"}
+    assert undocumented_hooks(signatures, "# Hooks\n\nregister_widgets is great.\n") == [
+        "register_widgets(register, size)"
+    ]
+    assert undocumented_hooks(signatures, "### `register_widgets(register)`\n") == ["register_widgets(register, size)"]
+    assert undocumented_hooks(signatures, "### `register_widgets(register, size)`\n") == []
+    assert untested_hooks(signatures, {"test_hook_register_widget", "test_widgets"}) == ["register_widgets"]
+    assert untested_hooks(signatures, {"test_hook_register_widgets"}) == []
+
+
+def test_every_contract_is_documented_with_its_factory_call():
+    text = (DOCS / "plugins.md").read_text()
+    missing = [f"{kind}: {c.describe()}" for kind, c in CONTRACTS.items() if f"`{c.describe()}`" not in text]
+    assert missing == []
+
+
+def test_cli_md_matches_the_live_help():
+    problems = gen_cli.problems(app, (DOCS / "cli.md").read_text())
+    assert problems == [], "docs/cli.md is stale; run `python docs/gen_cli.py`:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+def made_up_app() -> typer.Typer:
+    made_up = typer.Typer()
+
+    @made_up.callback()
+    def main() -> None:
+        """A made-up tool."""
+
+    @made_up.command()
+    def greet(
+        name: str = typer.Option("you", help="Who to greet."),
+        loud: bool = typer.Option(False, "--loud", help="Shout."),
+    ) -> None:
+        """Say hello."""
+
+    return made_up
+
+
+def test_the_cli_checker_catches_a_missing_or_changed_option(made_up_app):
+    text = gen_cli.render(made_up_app, prog="tool")
+    assert "| `--loud` | Shout. |" in text
+    assert gen_cli.problems(made_up_app, text, prog="tool") == []
+    assert gen_cli.problems(made_up_app, text.replace("| `--loud` | Shout. |\n", ""), prog="tool") == [
+        "`tool greet`: option `--loud` is in --help but not documented"
+    ]
+    changed = gen_cli.problems(made_up_app, text.replace("Shout.", "Whisper."), prog="tool")
+    assert len(changed) == 1 and changed[0].startswith("`tool greet`: option `--loud` is documented as")
+    extra = text.replace("| `--loud` | Shout. |", "| `--loud` | Shout. |\n| `--quiet` | Hush. |")
+    assert gen_cli.problems(made_up_app, extra, prog="tool") == [
+        "`tool greet`: option `--quiet` is documented but not in --help"
+    ]
+
+
+def test_the_cli_checker_catches_an_undocumented_command(made_up_app):
+    text = gen_cli.render(made_up_app, prog="tool")
+
+    @made_up_app.command()
+    def wave() -> None:
+        """Wave."""
+
+    assert gen_cli.problems(made_up_app, text, prog="tool") == ["`tool wave` is in --help but not documented"]
+
+
+def test_metrics_md_defines_every_reported_metric():
+    text = (DOCS / "metrics.md").read_text()
+    assert [name for name in (*MSA_METRICS, *MER_SUMMARY) if f"`{name}`" not in text] == []
+
+
+def test_architecture_md_places_every_plugin_kind():
+    text = (DOCS / "architecture.md").read_text()
+    assert [kind for kind in KINDS if f"`{kind}`" not in text] == []

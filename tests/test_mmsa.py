@@ -1,0 +1,330 @@
+"""MMSA pickles: the restricted unpickler, prepare/export round trip, cleaning, bad input, data info."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_checks import assert_fails_cleanly
+from typer.testing import CliRunner
+
+from mmolre_cli.cli.app import app
+from mmolre_cli.data import mmsa
+from mmolre_cli.data.canonical import MOSEI_EMOTIONS, SPLITS, read_canonical, write_canonical
+from mmolre_cli.data.synthetic import generate_synthetic
+from mmolre_cli.errors import DataError
+
+SIZES = {"train": 5, "valid": 3, "test": 4}
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def mmsa_dict(aligned: bool = True, seed: int = 0) -> dict:
+    """A small MMSA-layout dict with float64 arrays, as the toolkit's files have."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, n in SIZES.items():
+        lengths = rng.integers(1, 7, size=n)
+        mask = (np.arange(6)[None, :] < lengths[:, None]).astype(np.float64)
+        steps = {"audio": 6 if aligned else 9, "vision": 6 if aligned else 8}
+        part = {
+            "id": np.array([f"{name}{i}$_${i}" for i in range(n)], dtype=object),
+            "raw_text": np.array([f"clip {i}" for i in range(n)], dtype=object),
+            "text": rng.standard_normal((n, 6, 4)) * mask[..., None],
+            "text_bert": np.stack([mask * 7, mask, np.zeros_like(mask)], axis=1),
+            "regression_labels": rng.uniform(-3, 3, n),
+            "classification_labels": np.zeros(n),
+            "annotations": np.array(["Neutral"] * n, dtype=object),
+        }
+        for m, dim in (("audio", 3), ("vision", 2)):
+            m_lengths = lengths if aligned else rng.integers(1, steps[m] + 1, size=n)
+            valid = np.arange(steps[m])[None, :] < m_lengths[:, None]
+            part[m] = rng.standard_normal((n, steps[m], dim)) * valid[..., None]
+            if not aligned:
+                part[f"{m}_lengths"] = list(m_lengths)  # MMSA stores plain lists
+        out[name] = part
+    return out
+
+
+def dump(obj: object, path: Path, protocol: int = 4) -> Path:
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=protocol)
+    return path
+
+
+def test_round_trip_synthetic_export_prepare_gives_identical_data(runner, tmp_path):
+    source = write_canonical(generate_synthetic("mosei", scale=0.002, seed=5, seq_len=9), tmp_path / "syn.h5")
+    pkl, back = tmp_path / "aligned_50.pkl", tmp_path / "back.h5"
+    assert runner.invoke(app, ["export", "mmsa", str(source), "--out", str(pkl)]).exit_code == 0
+    result = runner.invoke(app, ["prepare", "mmsa", str(pkl), "--out", str(back)])
+    assert result.exit_code == 0, result.output
+    a, b = read_canonical(source), read_canonical(back)
+    assert (b.modalities, b.emotions, b.options["layout"]) == (a.modalities, a.emotions, "aligned")
+    for name in SPLITS:
+        x, y = a.splits[name], b.splits[name]
+        np.testing.assert_array_equal(x.ids, y.ids)
+        np.testing.assert_array_equal(x.sentiment, y.sentiment)
+        np.testing.assert_array_equal(x.emotion, y.emotion)
+        assert y.raw_text is None
+        for m in a.modalities:
+            assert y.features[m].dtype == np.float32
+            np.testing.assert_array_equal(x.features[m], y.features[m])
+            np.testing.assert_array_equal(x.lengths[m], y.lengths[m])
+
+
+def test_exported_pickle_has_the_mmsa_layout(tmp_path):
+    data = generate_synthetic("mosi", scale=0.01, seed=1, seq_len=7)
+    obj = pickle.loads(mmsa.write_mmsa(data, tmp_path / "x.pkl", source="syn.h5").read_bytes())
+    part, split = obj["train"], data.splits["train"]
+    assert {"id", "raw_text", "text", "text_bert", "audio", "vision", "regression_labels"} <= set(part)
+    assert {"classification_labels", "annotations"} <= set(part) and "audio_lengths" not in part
+    ids, mask, segments = part["text_bert"].transpose(1, 0, 2)
+    np.testing.assert_array_equal(mask.sum(axis=1), split.lengths["text"])
+    assert (ids[:, 0] == 101).all() and (ids[np.arange(len(ids)), split.lengths["text"] - 1] == 102).all()
+    assert (ids[mask == 0] == 0).all() and not segments.any()
+
+
+def test_unaligned_layout_round_trips_with_per_modality_lengths(tmp_path):
+    data = mmsa.read_mmsa(dump(mmsa_dict(aligned=False), tmp_path / "unaligned_50.pkl"))
+    assert data.options["layout"] == "unaligned"
+    source = mmsa_dict(aligned=False)
+    for name in SPLITS:
+        split = data.splits[name]
+        np.testing.assert_array_equal(split.lengths["audio"], source[name]["audio_lengths"])
+        np.testing.assert_array_equal(split.lengths["text"], source[name]["text_bert"][:, 1].sum(axis=1))
+        np.testing.assert_array_equal(split.features["vision"], source[name]["vision"].astype(np.float32))
+    again = mmsa.read_mmsa(mmsa.write_mmsa(data, tmp_path / "again.pkl", source="x"))
+    for name in SPLITS:
+        for m in data.modalities:
+            np.testing.assert_array_equal(again.splits[name].features[m], data.splits[name].features[m])
+            np.testing.assert_array_equal(again.splits[name].lengths[m], data.splits[name].lengths[m])
+    assert again.options["layout"] == "unaligned"
+
+
+def test_non_finite_values_and_padding_are_zeroed_and_counted(runner, tmp_path):
+    obj = mmsa_dict()
+    audio = obj["train"]["audio"]
+    audio[0, 0, :3] = [-np.inf, np.inf, np.nan]
+    lengths = obj["train"]["text_bert"][:, 1].sum(axis=1).astype(int)
+    short = int(np.argmin(lengths))
+    obj["train"]["vision"][short, 5, 0] = 2.5  # after the clip's text length (< 6): padding in an aligned file
+    out = tmp_path / "out.h5"
+    result = runner.invoke(app, ["prepare", "mmsa", str(dump(obj, tmp_path / "a.pkl")), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "replaced 3 non-finite feature values by 0 (audio 3)" in result.stdout
+    assert "replaced 1 non-zero padding feature values by 0 (vision 1)" in result.stdout
+    data = read_canonical(out)
+    assert (data.splits["train"].features["audio"][0, 0, :3] == 0).all()
+    assert data.options["cleaned"]["nonfinite"] == {"text": 0, "audio": 3, "vision": 0}
+    assert data.dataset == "a" and data.emotions == list(MOSEI_EMOTIONS)
+    assert np.isnan(data.splits["test"].emotion).all()
+
+
+def test_a_published_file_is_recognised_by_its_sha256(runner, tmp_path, monkeypatch):
+    path = dump(mmsa_dict(), tmp_path / "aligned_50.pkl")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    monkeypatch.setitem(mmsa.PUBLISHED, digest, ("mosei", "aligned_50"))
+    result = runner.invoke(app, ["prepare", "mmsa", str(path), "--out", str(tmp_path / "o.h5")])
+    assert result.exit_code == 0, result.output
+    assert "recognised the published MMSA file MOSEI aligned_50" in result.stdout
+    data = read_canonical(tmp_path / "o.h5")
+    assert (data.dataset, data.options["sha256"]) == ("mosei", digest)
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_the_restricted_unpickler_admits_numpy_and_plain_containers(tmp_path, protocol):
+    obj = {
+        "f": np.arange(6, dtype=np.float64).reshape(2, 3),
+        "o": np.array(["a", "b"], dtype=object),
+        "u": np.array(["xy"]),
+        "scalar": np.float32(1.5),
+        "dtype": np.dtype("int16"),
+        "plain": [1, 2.0, "s", b"b", (None, True), {3}, frozenset({4})],
+    }
+    loaded, digest = mmsa.load_pickle(dump(obj, tmp_path / "p.pkl", protocol))
+    assert digest == hashlib.sha256((tmp_path / "p.pkl").read_bytes()).hexdigest()
+    np.testing.assert_array_equal(loaded["f"], obj["f"])
+    assert list(loaded["o"]) == ["a", "b"] and loaded["u"][0] == "xy"
+    assert loaded["scalar"] == np.float32(1.5) and loaded["dtype"] == np.dtype("int16")
+    assert loaded["plain"] == obj["plain"]
+
+
+class _CreatesFile:
+    """Unpickling this would create ``path`` (through io.open)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+class _CallsNumpy:
+    """A NumPy global that is not an array constructor: numpy.load on a path."""
+
+    def __reduce__(self):
+        return (np.load, ("/nonexistent",))
+
+
+def test_a_pickle_naming_another_global_is_refused_before_it_runs(runner, tmp_path):
+    created = tmp_path / "pwned"
+    payload = mmsa_dict()
+    payload["train"]["raw_text"] = _CreatesFile(created)
+    path = dump(payload, tmp_path / "evil.pkl")
+    out = tmp_path / "out.h5"
+    result = runner.invoke(app, ["prepare", "mmsa", str(path), "--out", str(out)])
+    assert_fails_cleanly(result, str(path), "io.open", "refused", out=out)
+    assert not created.exists()
+    pickle.loads(path.read_bytes())  # the payload is live: a plain unpickler creates the file
+    assert created.exists()
+    with pytest.raises(DataError, match="numpy.load"):
+        mmsa.load_pickle(dump(_CallsNumpy(), tmp_path / "np.pkl"))
+
+
+def _bad(mutate):
+    def make(tmp_path: Path) -> Path:
+        obj = mmsa_dict()
+        mutate(obj)
+        return dump(obj, tmp_path / "bad.pkl")
+
+    return make
+
+
+def _write_bytes(data: bytes):
+    def make(tmp_path: Path) -> Path:
+        path = tmp_path / "bad.pkl"
+        path.write_bytes(data)
+        return path
+
+    return make
+
+
+def _truncated(tmp_path: Path) -> Path:
+    full = pickle.dumps(mmsa_dict(), protocol=4)
+    return _write_bytes(full[: len(full) // 2])(tmp_path)
+
+
+def _set(split: str, key: str, value):
+    def mutate(obj):
+        obj[split][key] = value(obj) if callable(value) else value
+
+    return mutate
+
+
+BAD_INPUT = {
+    "missing file": (lambda tmp_path: tmp_path / "absent.pkl", ["file not found"]),
+    "not a pickle": (_write_bytes(b"video_id,clip_id\n"), ["not a pickle"]),
+    "truncated": (_truncated, ["not a pickle, or truncated"]),
+    "not a dict": (_write_bytes(pickle.dumps([1, 2])), ["/: expected a dict"]),
+    "missing split": (_bad(lambda obj: obj.pop("valid")), ["valid: missing split"]),
+    "missing key": (_bad(lambda obj: obj["test"].pop("text_bert")), ["test/text_bert: missing key"]),
+    "first dims disagree": (
+        _bad(_set("train", "audio", lambda obj: obj["train"]["audio"][:-1])),
+        ["train/audio: 4 samples, but id has 5"],
+    ),
+    "dims differ between splits": (
+        _bad(_set("valid", "vision", lambda obj: np.zeros((3, 6, 5)))),
+        ["valid/vision: feature dim 5 differs from train's 2"],
+    ),
+    "non-finite label": (
+        _bad(_set("test", "regression_labels", np.array([0.0, np.nan, 1.0, 2.0]))),
+        ["test/regression_labels: non-finite value nan at sample 1"],
+    ),
+    "sentiment out of range": (
+        _bad(_set("train", "regression_labels", np.array([0.0, 1.0, 3.5, 2.0, 0.0]))),
+        ["train/regression_labels: value 3.5 outside [-3, 3] at sample 2"],
+    ),
+    "too few emotion columns": (
+        _bad(
+            lambda obj: (
+                obj.update(emotions=list(MOSEI_EMOTIONS)),
+                [obj[s].update(emotion_labels=np.zeros((n, 5))) for s, n in SIZES.items()],
+            )
+        ),
+        ["train/emotion_labels: 5 columns, but emotions lists 6"],
+    ),
+    "bad attention mask": (
+        _bad(_set("train", "text_bert", lambda obj: obj["train"]["text_bert"] * 2)),
+        ["train/text_bert: the attention mask"],
+    ),
+    "unaligned steps without lengths": (
+        _bad(_set("train", "audio", np.zeros((5, 9, 3)))),
+        ["train/audio: 9 steps, but text_bert has 6 and there is no audio_lengths"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_fails_in_one_line_naming_file_and_field(runner, tmp_path, case):
+    make, fragments = BAD_INPUT[case]
+    path = make(tmp_path)
+    out = tmp_path / "out.h5"
+    result = runner.invoke(app, ["prepare", "mmsa", str(path), "--out", str(out)])
+    assert_fails_cleanly(result, str(path), *fragments, out=out)
+
+
+def test_an_existing_output_is_refused_without_force(runner, tmp_path):
+    path = dump(mmsa_dict(), tmp_path / "a.pkl")
+    out = tmp_path / "out.h5"
+    out.write_text("keep me")
+    result = runner.invoke(app, ["prepare", "mmsa", str(path), "--out", str(out)])
+    assert_fails_cleanly(result, str(out), "already exists")
+    assert out.read_text() == "keep me"
+    assert runner.invoke(app, ["prepare", "mmsa", str(path), "--out", str(out), "--force"]).exit_code == 0
+    assert read_canonical(out).source == "mmsa"
+
+
+def test_export_refuses_data_it_cannot_express(runner, tmp_path, tiny_mosi):
+    out = tmp_path / "x.pkl"
+    existing = tmp_path / "existing.pkl"
+    existing.write_bytes(b"old")
+    result = runner.invoke(app, ["export", "mmsa", str(tiny_mosi), "--out", str(existing)])
+    assert_fails_cleanly(result, str(existing), "already exists")
+    data = generate_synthetic("mosi", scale=0.01, seed=2, seq_len=5)
+    data.modalities = ["text", "audio"]
+    for split in data.splits.values():
+        del split.features["vision"], split.lengths["vision"]
+    text_audio = write_canonical(data, tmp_path / "ta.h5")
+    result = runner.invoke(app, ["export", "mmsa", str(text_audio), "--out", str(out)])
+    assert_fails_cleanly(result, str(text_audio), "/modalities", "vision is missing", out=out)
+    data = generate_synthetic("mosi", scale=0.01, seed=2, seq_len=5)
+    data.splits["test"].sentiment[2] = np.nan
+    unknown = write_canonical(data, tmp_path / "nan.h5")
+    result = runner.invoke(app, ["export", "mmsa", str(unknown), "--out", str(out)])
+    assert_fails_cleanly(result, str(unknown), "test/labels/sentiment: unknown (NaN) at sample 2", out=out)
+
+
+def test_data_info_prints_a_table_and_json(runner, tmp_path):
+    out = tmp_path / "o.h5"
+    obj = mmsa_dict()
+    obj["valid"]["audio"][1, 0, 0] = -np.inf
+    assert runner.invoke(app, ["prepare", "mmsa", str(dump(obj, tmp_path / "a.pkl")), "--out", str(out)]).exit_code == 0
+    table = runner.invoke(app, ["data", "info", str(out)])
+    assert table.exit_code == 0, table.output
+    assert "samples" in table.stdout and "sentiment max" in table.stdout and "happy prevalence" in table.stdout
+    assert "1 non-finite (audio 1)" in table.stdout
+    info = json.loads(runner.invoke(app, ["data", "info", str(out), "--json"]).stdout)
+    assert info["splits"]["train"]["size"] == 5 and info["feature_dims"] == {"text": 4, "audio": 3, "vision": 2}
+    assert info["options"]["cleaned"]["nonfinite"]["audio"] == 1
+    missing = runner.invoke(app, ["data", "info", str(tmp_path / "none.h5")])
+    assert_fails_cleanly(missing, "none.h5", "file not found")
+
+
+def test_no_temporary_file_is_left_when_writing_fails(tmp_path, monkeypatch):
+    data = generate_synthetic("mosi", scale=0.01, seed=2, seq_len=5)
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mmsa.pickle, "dump", fail)
+    with pytest.raises(DataError, match="No space left"):
+        mmsa.write_mmsa(data, tmp_path / "x.pkl", source="s")
+    assert os.listdir(tmp_path) == []

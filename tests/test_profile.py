@@ -1,0 +1,189 @@
+"""``mmolre profile``: counts against formulas, component sums, active vs executed, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mmolre_cli.cli.app import app
+from mmolre_cli.config import ExpertConfig, ModelConfig, RunConfig, TrainConfig
+from mmolre_cli.model.experts import ConvExpertBank
+from mmolre_cli.model.routers import TopKRouter
+from mmolre_cli.profiling import (
+    compare_grid,
+    expert_scaling,
+    like_shapes,
+    parse_compare,
+    profile_configuration,
+    read_shapes,
+    save_plot,
+)
+from mmolre_cli.profiling.flops import count
+from mmolre_cli.profiling.formulas import expert_bank_macs, expert_parameters, router_macs
+
+TINY = ["--d-model", "16", "--experts", "shared=4,rank=4", "--topk", "2", "--batch-size", "4", "--repeats", "0",
+        "--modalities", "text,audio"]  # fmt: skip
+
+
+def tiny_config(**model) -> RunConfig:
+    values = {"d_model": 16, "experts": ExpertConfig(shared=4, rank=4), "topk": 2, "modalities": ["text", "audio"]}
+    values.update(model)
+    return RunConfig(model=ModelConfig(**values), train=TrainConfig(batch_size=4))
+
+
+def profile(registry, repeats: int = 0, like: str = "mosei", **model) -> dict:
+    config = tiny_config(**model)
+    return profile_configuration(config, like_shapes(like), registry, device=torch.device("cpu"), repeats=repeats)
+
+
+@pytest.mark.parametrize("hidden", ["lowrank", "dense"])
+def test_counter_agrees_with_the_formulas_for_experts_and_routers(hidden):
+    d, n, rows, length = 24, 3, 5, 7
+    width = 4 if hidden == "lowrank" else d
+    bank = ConvExpertBank(d, n, width, dropout=0.0).eval()
+    x, mask, weights = torch.randn(rows, length, d), torch.ones(rows, length, dtype=torch.bool), torch.rand(rows, n)
+    counted = count(lambda: bank(x, mask, weights))[0] / 2
+    assert counted == pytest.approx(expert_bank_macs(rows, length, d, n, width), rel=0.01)
+    router = TopKRouter(d, n, topk=2)
+    assert count(lambda: router(torch.randn(rows, d)))[0] / 2 == pytest.approx(
+        router_macs(rows, d, n, "topk"), rel=0.01
+    )
+
+
+@pytest.mark.parametrize("expert_type,router", [("lowrank", "topk"), ("dense", "soft")])
+def test_model_check_counter_vs_formula_within_one_percent(registry, expert_type, router):
+    row = profile(registry, experts=ExpertConfig(shared=4, rank=4, type=expert_type), router=router)
+    macs, expert = row["check"]["experts_routers_forward_macs"], row["check"]["parameters_per_expert"]
+    assert macs["formula"] > 0 and macs["relative_error"] < 0.01
+    assert expert["counted"] == expert["formula"]
+    if router == "soft":  # every expert is used: nothing is idle
+        assert row["parameters"]["active_per_utterance"] == row["parameters"]["total"]
+        assert row["flops"]["forward"]["active"] == row["flops"]["forward"]["executed"]
+
+
+def test_paper_width_expert_parameters():
+    """At d = 768: the low-rank expert has 4·d·r parameters plus biases, the dense one 4·d² plus biases."""
+    d, r = 768, 64
+    with torch.device("meta"):
+        lowrank, dense = ConvExpertBank(d, 1, r), ConvExpertBank(d, 1, d)
+    assert sum(p.numel() for p in lowrank.parameters()) == 4 * d * r + r + d == expert_parameters(d, r)
+    assert sum(p.numel() for p in dense.parameters()) == 4 * d * d + 2 * d == expert_parameters(d, d)
+
+
+def test_component_parameters_and_flops_add_up_to_the_totals(registry):
+    row = profile(registry, encoder="transformer")
+    parameters, forward = row["parameters"], row["flops"]["forward"]
+    assert sum(parameters["by_group"].values()) == parameters["total"] == parameters["trainable"]
+    assert sum(parameters["encoders"].values()) == parameters["by_group"]["encoders"]
+    for group in ("shared_experts", "specific_experts", "routers", "unitse_norms"):
+        per_block = sum(block[group] for blocks in parameters["unitse"].values() for block in blocks)
+        assert per_block == parameters["by_group"][group] > 0
+    assert list(parameters["unitse"]) == ["text", "audio"] and len(parameters["unitse"]["text"]) == 2  # blocks
+    assert sum(forward["by_group"].values()) == forward["executed"]["flops"]
+    assert forward["by_group"]["other"] == 0 and forward["by_group"]["shared_experts"] > 0
+
+
+@pytest.mark.parametrize("topk", [1, 4])
+def test_active_is_at_most_executed_and_shared_scales_with_k_over_n(registry, topk):
+    row = profile(registry, topk=topk)
+    parameters, flops = row["parameters"], row["flops"]
+    shared = parameters["by_group"]["shared_experts"]
+    assert parameters["active_per_utterance"] == round(parameters["total"] - shared * (1 - topk / 4))
+    for key in ("forward", "forward_batch", "train_step"):
+        assert flops[key]["active"]["flops"] <= flops[key]["executed"]["flops"]
+    idle = flops["forward"]["by_group"]["shared_experts"] * (1 - topk / 4)
+    assert flops["forward"]["active"]["flops"] == pytest.approx(flops["forward"]["executed"]["flops"] - idle, abs=2)
+    if topk == 4:
+        assert flops["train_step"]["active"] == flops["train_step"]["executed"]
+    else:
+        assert flops["train_step"]["active"]["flops"] < flops["train_step"]["executed"]["flops"]
+
+
+def test_lstm_is_reported_as_not_counted_with_an_estimate(registry):
+    notes = profile(registry, encoders={"audio": "lstm"})["not_counted"]
+    assert any(note.startswith("encoders.audio.lstm (LSTM)") and "analytic estimate" in note for note in notes)
+    assert any("element-wise" in note for note in notes)
+
+
+def test_timing_reports_medians_and_achieved_flops(registry):
+    timing = profile(registry, repeats=1)["timing"]
+    for key in ("forward", "forward_batch", "train_step"):
+        assert timing[key]["repeats"] == 1 and timing[key]["median_ms"] > 0 and timing[key]["achieved_flops_per_s"] > 0
+
+
+def test_cli_compare_lowrank_dense_json_rows_and_ratios():
+    result = CliRunner().invoke(app, ["profile", *TINY, "--compare", "type=lowrank,dense", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    low, dense = report["rows"]
+    assert [low["label"], dense["label"]] == ["type=lowrank", "type=dense"]
+    assert low["ratios"]["parameters"] == 1.0 and dense["ratios"]["parameters"] > 1.0
+    assert dense["ratios"]["forward_flops"] == pytest.approx(
+        dense["flops"]["forward"]["executed"]["flops"] / low["flops"]["forward"]["executed"]["flops"]
+    )
+    assert low["check"]["parameters_per_expert"]["counted"] == 4 * 16 * 4 + 4 + 16
+    assert dense["check"]["parameters_per_expert"]["counted"] == 4 * 16 * 16 + 2 * 16
+    for row in report["rows"]:
+        assert row["flops"]["forward"]["executed"]["flops"] == 2 * row["flops"]["forward"]["executed"]["macs"]
+
+
+def test_compare_is_a_cartesian_product():
+    grid = compare_grid(parse_compare(["type=lowrank,dense", "shared=2,4"]))
+    assert grid == [{"type": t, "shared": s} for t in ("lowrank", "dense") for s in ("2", "4")]
+    assert compare_grid([]) == [{}]
+
+
+@pytest.mark.parametrize(
+    "like,dims,tasks",
+    [
+        ("mosi", {"text": 768, "audio": 5, "vision": 20}, ["sa"]),
+        ("mosei", {"text": 768, "audio": 74, "vision": 35}, ["sa", "er"]),
+    ],
+)
+def test_cli_like_shapes(like, dims, tasks):
+    arguments = ["profile", *TINY[:-2], "--like", like, "--json"]  # every modality of the data
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["data"]["input_dims"] == dims and set(report["data"]["lengths"].values()) == {50}
+    assert report["rows"][0]["model"]["tasks"] == tasks
+
+
+def test_shapes_from_a_canonical_file(tiny_data):
+    shapes = read_shapes(tiny_data)
+    assert shapes.input_dims == {"text": 768, "audio": 74, "vision": 35}
+    assert set(shapes.lengths.values()) == {12} and shapes.emotion_labels
+
+
+@pytest.mark.parametrize(
+    "arguments,message",
+    [
+        (["--compare", "tpye=lowrank,dense"], "--compare: unknown key 'tpye'"),
+        (["--compare", "type"], "--compare: expected KEY=V1,V2"),
+        (["--compare", "shared=1,2", "--topk", "2"], "topk (2) cannot exceed"),
+        (["--like", "iemocap"], "--like: unknown value 'iemocap'"),
+    ],
+)
+def test_cli_bad_options_are_one_line_errors(arguments, message):
+    result = CliRunner().invoke(app, ["profile", "--repeats", "0", *arguments])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+
+
+def test_plot_of_parameters_and_flops_against_experts(registry, tmp_path):
+    points = expert_scaling(tiny_config().model, like_shapes("mosei"), registry, counts=(1, 2))
+    assert [(p["type"], p["shared"], p["topk"]) for p in points] == [
+        ("lowrank", 1, 1), ("lowrank", 2, 2), ("dense", 1, 1), ("dense", 2, 2)
+    ]  # fmt: skip
+    assert points[1]["parameters"] > points[0]["parameters"] and points[2]["parameters"] > points[0]["parameters"]
+    save_plot(points, tmp_path / "scaling.png", "test")
+    assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_tables():
+    result = CliRunner().invoke(app, ["profile", *TINY])
+    assert result.exit_code == 0, result.output
+    assert "active per utterance" in result.stdout and "not counted" in result.stdout

@@ -1,0 +1,304 @@
+"""Research-grade training: selection, schedules, seeds, exact resume, MLflow runs, routing analysis, DDP."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mmolre_cli.cli.app import app
+from mmolre_cli.config import TrainConfig
+from mmolre_cli.errors import UsageError
+from mmolre_cli.metrics import tune_thresholds
+from mmolre_cli.training.checkpoint import load_checkpoint
+from mmolre_cli.training.schedule import PLATEAU_PATIENCE, Schedule, Selection
+
+TINY = ["--d-model", "16", "--experts", "shared=2,rank=4", "--topk", "1", "--batch-size", "32"]
+# Four epochs with dropout, a cosine schedule and tuned thresholds: every piece of state a resume must restore.
+RESUMABLE = [*TINY, "--epochs", "4", "--patience", "9", "--schedule", "cosine", "--tune-thresholds", "--no-track"]
+
+
+@pytest.fixture(scope="module")
+def runner():
+    return CliRunner()
+
+
+def train(runner, *args):
+    result = runner.invoke(app, ["train", *map(str, args)])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def report(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def without_time(history):
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+
+@pytest.fixture(scope="module")
+def reference(runner, tiny_data, tmp_path_factory):
+    """An uninterrupted run of RESUMABLE."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    train(runner, "--data", tiny_data, *RESUMABLE, "--out", run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def seeds_run(runner, tiny_data, tmp_path_factory):
+    """Two seeds, tracked in the run directory's MLflow store; and the same command again, untracked."""
+    base = tmp_path_factory.mktemp("seeds")
+    args = ["--data", tiny_data, *TINY, "--epochs", "2", "--seeds", "1,2"]
+    first = train(runner, *args, "--out", base / "a", "--tracking-uri", f"sqlite:///{base / 'a' / 'mlflow.db'}")
+    again = train(runner, *args, "--out", base / "b", "--no-track")
+    return base / "a", first.stdout, again.stdout
+
+
+# Selection and schedules
+
+
+def test_selection_follows_the_metric_direction_and_never_picks_nan():
+    by_loss = Selection.for_metric("loss", ["sa", "er"], ["happy"])
+    assert [by_loss.update(v, e) for e, v in enumerate([2.0, 1.5, 1.7, math.nan], 1)] == [True, True, False, False]
+    assert (by_loss.best, by_loss.epoch) == (1.5, 2)
+    by_accuracy = Selection.for_metric("Non0_acc_2", ["sa"], [])
+    assert [by_accuracy.update(v, e) for e, v in enumerate([math.nan, 0.6, 0.5, 0.7], 1)] == [True, True, False, True]
+    assert by_accuracy.epoch == 4
+    with pytest.raises(UsageError, match="--select: unknown metric 'WA_mean'"):
+        Selection.for_metric("WA_mean", ["sa"], [])
+
+
+def test_cosine_warms_up_then_decays_to_zero_and_plateau_halves():
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    schedule = Schedule(optimizer, TrainConfig(epochs=3, schedule="cosine", warmup_epochs=1), 2, higher=False)
+    rates = []
+    for _ in range(6):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates[:3] == pytest.approx([0.5, 1.0, 1.0]) and rates[3] < 1.0 and rates[5] < 0.2
+    assert rates == sorted(rates[:2]) + sorted(rates[2:], reverse=True)
+
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    schedule = Schedule(optimizer, TrainConfig(schedule="plateau"), 2, higher=True)
+    for value in [0.5] + [0.4] * (PLATEAU_PATIENCE + 1):
+        schedule.end_epoch(value)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5)
+
+
+def test_select_a_metric_keeps_its_best_epoch(runner, tiny_data, tmp_path):
+    run_dir = tmp_path / "run"
+    train(runner, "--data", tiny_data, *TINY, "--epochs", "3", "--select", "Non0_acc_2", "--out", run_dir, "--no-track")
+    values = report(run_dir)
+    accuracy = [row["valid_Non0_acc_2"] for row in values["history"]]
+    assert values["selection"]["metric"] == "Non0_acc_2" and values["selection"]["direction"] == "max"
+    assert values["selected_epoch"] == 1 + accuracy.index(max(accuracy))
+    assert load_checkpoint(run_dir)["epoch"] == values["selected_epoch"]
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--select", "accuracy"], "--select: unknown metric 'accuracy'"),
+        (["--precision", "fp16"], "--precision fp16: needs a CUDA device"),
+        (["--precision", "fp8"], "train.precision: unknown value 'fp8'"),
+        (["--schedule", "step"], "train.schedule: unknown value 'step'"),
+        (["--seeds", "1,x"], "--seeds: expected"),
+        (["--nproc", "0"], "--nproc: must be at least 1"),
+    ],
+)
+def test_bad_training_options_fail_in_one_line_and_write_nothing(runner, tiny_data, tmp_path, args, fragment):
+    out = tmp_path / "never"
+    result = runner.invoke(app, ["train", "--data", str(tiny_data), *TINY, "--out", str(out), "--no-track", *args])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0]
+    assert not out.exists()
+
+
+def test_bf16_autocast_trains_on_cpu(runner, tiny_data, tmp_path):
+    run_dir = tmp_path / "run"
+    train(runner, "--data", tiny_data, *TINY, "--epochs", "1", "--precision", "bf16", "--out", run_dir, "--no-track")
+    assert math.isfinite(report(run_dir)["metrics"]["test"]["MAE"])
+
+
+# Thresholds and routing
+
+
+def test_thresholds_are_tuned_on_validation_only_and_used_for_test(runner, reference):
+    from mmolre_cli.plugins import load_registry
+    from mmolre_cli.training.restore import restore_model
+
+    values = report(reference)
+    stored = load_checkpoint(reference)["thresholds"]
+    assert stored is not None and list(values["thresholds"].values()) == pytest.approx(stored.tolist())
+    model, payload = restore_model(reference, load_registry())
+    from mmolre_cli.data.canonical import read_canonical
+    from mmolre_cli.training.batches import TensorSplit
+    from mmolre_cli.training.evaluate import predict
+
+    valid = TensorSplit.from_split(read_canonical(payload["config"]["data"]).splits["valid"], model.modalities)
+    logits = predict(model, valid, 32, payload["pos_weight"]).outputs["er"]
+    assert np.array_equal(tune_thresholds(logits, valid.emotion.numpy()), stored.numpy())
+    evaluated = runner.invoke(app, ["eval", str(reference), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    for key, value in values["metrics"]["test"].items():
+        assert json.loads(evaluated.stdout)["metrics"][key] == pytest.approx(value, rel=1e-6, nan_ok=True), key
+
+
+def test_routing_frequencies_and_weights_per_task_block_and_modality(reference):
+    routing = report(reference)["routing"]
+    for split in ("valid", "test"):
+        assert set(routing[split]) == {"text", "audio", "vision"}
+        for by_block in routing[split].values():
+            assert set(by_block) == {"1", "2"}
+            for by_task in by_block.values():
+                assert set(by_task) == {"sa", "er"}
+                for route in by_task.values():
+                    assert len(route["frequency"]) == 2 and sum(route["frequency"]) == pytest.approx(1.0)  # top-1
+                    assert all(0 < w <= f for w, f in zip(route["mean_weight"], route["frequency"], strict=True))
+        assert (reference / f"routing_{split}.png").read_bytes().startswith(b"\x89PNG")
+
+
+# Resume
+
+
+def test_interrupted_run_resumes_to_exactly_the_uninterrupted_metrics(runner, tiny_data, reference, tmp_path):
+    from mmolre_cli.config import build_config
+    from mmolre_cli.plugins import load_registry
+    from mmolre_cli.training.seeds import resume_run
+    from mmolre_cli.training.trainer import train_run
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_epoch_2(summary):
+        if summary["epoch"] == 2:
+            raise Interrupt
+
+    run_dir = tmp_path / "run"
+    config = build_config(json.loads(json.dumps(load_checkpoint(reference)["config"])))
+    with pytest.raises(Interrupt):
+        train_run(config, run_dir, load_registry(), on_epoch=stop_after_epoch_2)
+    assert load_checkpoint(run_dir / "last.pt")["epoch"] == 2 and not (run_dir / "metrics.json").exists()
+    again = runner.invoke(app, ["train", "--data", str(tiny_data), *TINY, "--out", str(run_dir), "--no-track"])
+    assert again.exit_code == 1 and "continue it with --resume" in again.stderr
+
+    resume_run(run_dir, load_registry())
+    resumed, uninterrupted = report(run_dir), report(reference)
+    assert resumed["metrics"] == uninterrupted["metrics"]
+    assert without_time(resumed["history"]) == without_time(uninterrupted["history"])
+    done = runner.invoke(app, ["train", "--resume", str(run_dir)])
+    assert done.exit_code == 1 and "nothing to resume" in done.stderr
+
+
+def test_sigkill_in_the_second_epoch_then_resume_matches_the_uninterrupted_run(runner, tiny_data, reference, tmp_path):
+    run_dir = tmp_path / "killed"
+    command = [sys.executable, "-m", "mmolre_cli", "train", "--data", str(tiny_data), *RESUMABLE, "--out", str(run_dir)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "last.pt").exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(process.pid, signal.SIGKILL)  # the first epoch is saved: this lands in the second
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL and not (run_dir / "metrics.json").exists()
+    result = runner.invoke(app, ["train", "--resume", str(run_dir), "--no-track"])
+    assert result.exit_code == 0, result.output
+    assert report(run_dir)["metrics"] == report(reference)["metrics"]
+
+
+def test_resume_refuses_other_training_options(runner, reference):
+    result = runner.invoke(app, ["train", "--resume", str(reference), "--epochs", "9"])
+    assert result.exit_code == 2 and "--resume continues a run with its stored config" in result.stderr
+
+
+# Seeds and MLflow
+
+
+def table(stdout):
+    return stdout[: stdout.index("run directory:")]
+
+
+def test_seeds_print_mean_and_std_and_rerun_identically(seeds_run):
+    run_dir, first, again = seeds_run
+    assert "mean ± std" in first and "±" in first.split("Corr")[1].splitlines()[0]
+    assert table(first) == table(again)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary == json.loads((run_dir.parent / "b" / "summary.json").read_text())
+    seeds = [report(run_dir / f"seed-{seed}")["metrics"]["test"]["MAE"] for seed in (1, 2)]
+    assert seeds[0] != seeds[1]
+    assert summary["mean"]["test"]["MAE"] == pytest.approx(np.mean(seeds))
+    assert summary["std"]["test"]["MAE"] == pytest.approx(np.std(seeds, ddof=1))
+
+
+def test_mlflow_has_a_parent_run_and_a_child_per_seed(seeds_run):
+    import mlflow
+
+    run_dir = seeds_run[0]
+    client = mlflow.MlflowClient(f"sqlite:///{run_dir / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("mmolre").experiment_id])
+    (parent,) = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(child.data.params["train.seed"] for child in children) == ["1", "2"] and len(runs) == 3
+    assert parent.data.params["seeds"] == "1,2" and "test_Corr_mean" in parent.data.metrics
+    child = children[0]
+    assert {"lr", "train_loss_sa", "train_loss_er", "train_loss_balance", "valid_loss", "test_Corr"} <= set(
+        child.data.metrics
+    )
+    assert len(client.get_metric_history(child.info.run_id, "valid_loss")) == 2
+    artifacts = {item.path for item in client.list_artifacts(child.info.run_id)}
+    assert {"config.yaml", "metrics.json", "checkpoint.pt", "curves.png", "routing_test.png"} <= artifacts
+
+
+def test_eval_accepts_a_multi_seed_directory_and_mlflow_run_ids(runner, seeds_run):
+    import mlflow
+
+    run_dir = seeds_run[0]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    uri = f"sqlite:///{run_dir / 'mlflow.db'}"
+    shown = runner.invoke(app, ["eval", str(run_dir)])
+    assert shown.exit_code == 0 and "±" in shown.stdout, shown.output
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("mmolre").experiment_id
+    (parent,) = client.search_runs([experiment], filter_string="tags.mlflow.runName = 'a'")
+    for target in (str(run_dir), parent.info.run_id):
+        result = runner.invoke(app, ["eval", target, "--json", "--tracking-uri", uri])
+        assert result.exit_code == 0, result.output
+        evaluated = json.loads(result.stdout)
+        assert set(evaluated["seeds"]) == {"1", "2"}
+        assert evaluated["mean"]["Corr"] == pytest.approx(summary["mean"]["test"]["Corr"], rel=1e-6)
+    child = report(run_dir / "seed-2")
+    result = runner.invoke(app, ["eval", child["tracking_run_id"], "--json", "--tracking-uri", uri])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["metrics"]["MAE"] == pytest.approx(child["metrics"]["test"]["MAE"], rel=1e-6)
+
+
+# Distributed
+
+
+@pytest.mark.distributed
+def test_two_process_ddp_sees_every_sample_once_and_scores_the_full_splits(runner, tiny_data, tmp_path):
+    run_dir = tmp_path / "ddp"
+    train(runner, "--data", tiny_data, *TINY, "--epochs", "2", "--nproc", "2", "--out", run_dir, "--no-track")
+    values = report(run_dir)
+    assert values["world_size"] == 2
+    assert [row["train_samples"] for row in values["history"]] == [values["samples"]["train"]] * 2
+    # One process scoring the saved checkpoint on the whole test split reproduces the gathered metrics.
+    evaluated = runner.invoke(app, ["eval", str(run_dir), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    single = json.loads(evaluated.stdout)["metrics"]
+    for key in ("Has0_acc_2", "Non0_acc_2", "Acc_7", "MAE", "Corr", "WA_mean", "F1w_mean", "micro_F1", "loss_sa"):
+        assert single[key] == pytest.approx(values["metrics"]["test"][key], rel=1e-5), key
