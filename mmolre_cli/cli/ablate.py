@@ -10,7 +10,22 @@ import typer
 from rich.table import Table
 
 from mmolre_cli.ablation.variants import BASELINES, REMOVALS, WHOLE, parse_grid, parse_names, plan_variants
-from mmolre_cli.cli.common import console, err_console, print_json, registry, user_errors, warn
+from mmolre_cli.cli.common import (
+    DModelOption,
+    EncoderOption,
+    ExpertsOption,
+    FusionOption,
+    ModalitiesOption,
+    RouterOption,
+    TasksOption,
+    TopkOption,
+    console,
+    err_console,
+    print_json,
+    registry,
+    user_errors,
+    warn,
+)
 from mmolre_cli.cli.train import cli_overrides
 from mmolre_cli.config import deep_merge, load_yaml
 from mmolre_cli.errors import UsageError
@@ -67,14 +82,14 @@ def ablate(
     jobs: int = typer.Option(1, min=1, help="Variants trained in parallel processes."),
     data: Path | None = typer.Option(None, help="Prepared HDF5 file (default: the built-in synthetic dataset)."),
     config: Path | None = typer.Option(None, "--config", help="YAML config of the full model; flags override it."),
-    experts: list[str] = typer.Option([], help="Shared experts, e.g. shared=4,rank=32,type=lowrank (repeatable)."),
-    topk: int | None = typer.Option(None, help="Shared experts each router keeps per utterance."),
-    router: str | None = typer.Option(None, help="Router name (see `mmolre plugins`)."),
-    fusion: str | None = typer.Option(None, help="Fusion name (see `mmolre plugins`)."),
-    encoder: list[str] = typer.Option([], help="Encoder for all modalities, or MODALITY=NAME (repeatable)."),
-    tasks: str | None = typer.Option(None, help="Comma-separated tasks: sa, er."),
-    modalities: str | None = typer.Option(None, help="Comma-separated modalities (default: all in the data)."),
-    d_model: int | None = typer.Option(None, "--d-model", help="Model width d."),
+    experts: ExpertsOption = None,
+    topk: TopkOption = None,
+    router: RouterOption = None,
+    fusion: FusionOption = None,
+    encoder: EncoderOption = None,
+    tasks: TasksOption = None,
+    modalities: ModalitiesOption = None,
+    d_model: DModelOption = None,
     epochs: int | None = typer.Option(None, help="Maximum epochs (early stopping on validation loss)."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Mini-batch size."),
     lr: float | None = typer.Option(None, help="Learning rate (AdamW)."),

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -92,3 +92,16 @@ def _registry(plugins_dir: Path | None):
     for failure in loaded.failures:
         warn(failure.message())
     return loaded
+
+
+# Model options shared by every command that builds a model (train, profile, ablate).
+ExpertsOption = Annotated[
+    list[str] | None, typer.Option(help="Shared experts, e.g. shared=4,rank=32,type=lowrank (repeatable).")
+]
+TopkOption = Annotated[int | None, typer.Option(help="Shared experts each router keeps per utterance.")]
+RouterOption = Annotated[str | None, typer.Option(help="Router name (see `mmolre plugins`).")]
+FusionOption = Annotated[str | None, typer.Option(help="Fusion name (see `mmolre plugins`).")]
+EncoderOption = Annotated[list[str], typer.Option(help="Encoder for all modalities, or MODALITY=NAME (repeatable).")]
+TasksOption = Annotated[str | None, typer.Option(help="Comma-separated tasks: sa, er.")]
+ModalitiesOption = Annotated[str | None, typer.Option(help="Comma-separated modalities (default: all in the data).")]
+DModelOption = Annotated[int | None, typer.Option("--d-model", help="Model width d.")]

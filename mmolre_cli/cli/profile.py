@@ -8,7 +8,21 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from mmolre_cli.cli.common import console, err_console, print_json, registry, user_errors
+from mmolre_cli.cli.common import (
+    DModelOption,
+    EncoderOption,
+    ExpertsOption,
+    FusionOption,
+    ModalitiesOption,
+    RouterOption,
+    TasksOption,
+    TopkOption,
+    console,
+    err_console,
+    print_json,
+    registry,
+    user_errors,
+)
 from mmolre_cli.cli.train import cli_overrides
 from mmolre_cli.config import RunConfig, build_config, check_components, deep_merge, load_yaml
 from mmolre_cli.errors import UsageError
@@ -157,14 +171,14 @@ def profile(
     data: Path | None = typer.Option(None, help="Prepared HDF5 file to take feature sizes and lengths from."),
     like: str | None = typer.Option(None, help="Shapes of a dataset instead of a file: mosi or mosei (default)."),
     config: Path | None = typer.Option(None, "--config", help="YAML config; flags override it."),
-    experts: list[str] = typer.Option([], help="Shared experts, e.g. shared=4,rank=32,type=lowrank (repeatable)."),
-    topk: int | None = typer.Option(None, help="Shared experts each router keeps per utterance."),
-    router: str | None = typer.Option(None, help="Router name (see `mmolre plugins`)."),
-    fusion: str | None = typer.Option(None, help="Fusion name (see `mmolre plugins`)."),
-    encoder: list[str] = typer.Option([], help="Encoder for all modalities, or MODALITY=NAME (repeatable)."),
-    tasks: str | None = typer.Option(None, help="Comma-separated tasks: sa, er."),
-    modalities: str | None = typer.Option(None, help="Comma-separated modalities (default: all in the data)."),
-    d_model: int | None = typer.Option(None, "--d-model", help="Model width d."),
+    experts: ExpertsOption = None,
+    topk: TopkOption = None,
+    router: RouterOption = None,
+    fusion: FusionOption = None,
+    encoder: EncoderOption = None,
+    tasks: TasksOption = None,
+    modalities: ModalitiesOption = None,
+    d_model: DModelOption = None,
     batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size of the training step."),
     compare: list[str] = typer.Option(
         [], help="KEY=V1,V2,... one row per value, e.g. type=lowrank,dense (repeatable: every combination)."

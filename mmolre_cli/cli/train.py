@@ -10,14 +10,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import click
 import typer
 from rich.table import Table
 
 from mmolre_cli.cli.common import (
     TABLE_METRICS,
+    DModelOption,
+    EncoderOption,
+    ExpertsOption,
+    FusionOption,
+    ModalitiesOption,
+    RouterOption,
+    TasksOption,
+    TopkOption,
     console,
     err_console,
+    global_options,
     metrics_table,
     print_json,
     registry,
@@ -47,11 +55,11 @@ if TYPE_CHECKING:
 def cli_overrides(
     *,
     data: Path | None,
-    experts: list[str],
+    experts: list[str] | None,
     topk: int | None,
     router: str | None,
     fusion: str | None,
-    encoder: list[str],
+    encoder: list[str] | None,
     tasks: str | None,
     modalities: str | None,
     d_model: int | None,
@@ -81,7 +89,7 @@ def cli_overrides(
     model = {key: value for key, value in model.items() if value is not None}
     if experts:
         model["experts"] = parse_experts(experts)
-    model.update(parse_encoders(encoder))
+    model.update(parse_encoders(encoder or []))
     train = {
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
         "weight_decay": weight_decay, "patience": patience, "grad_clip": grad_clip, "select": select,
@@ -132,8 +140,7 @@ def relaunch(
     """Run this command again in ``nproc`` processes under torchrun, with the resolved config (or ``--resume``)."""
     from mmolre_cli.training.distributed import launch
 
-    context = click.get_current_context(silent=True)
-    plugins_dir = context.find_root().params.get("plugins_dir") if context else None
+    plugins_dir = global_options.plugins_dir
     prefix = ["--plugins-dir", str(plugins_dir)] if plugins_dir else []
     tracking = ["--no-track"] if uri is None else ["--tracking-uri", uri]
     with tempfile.TemporaryDirectory(prefix="mmolre-launch-") as temporary:
@@ -153,14 +160,14 @@ def relaunch(
 def train(
     data: Path | None = typer.Option(None, help="Prepared HDF5 file (default: the built-in synthetic dataset)."),
     config: Path | None = typer.Option(None, "--config", help="YAML config; flags override it."),
-    experts: list[str] = typer.Option([], help="Shared experts, e.g. shared=4,rank=32,type=lowrank (repeatable)."),
-    topk: int | None = typer.Option(None, help="Shared experts each router keeps per utterance."),
-    router: str | None = typer.Option(None, help="Router name (see `mmolre plugins`)."),
-    fusion: str | None = typer.Option(None, help="Fusion name (see `mmolre plugins`)."),
-    encoder: list[str] = typer.Option([], help="Encoder for all modalities, or MODALITY=NAME (repeatable)."),
-    tasks: str | None = typer.Option(None, help="Comma-separated tasks: sa, er."),
-    modalities: str | None = typer.Option(None, help="Comma-separated modalities (default: all in the data)."),
-    d_model: int | None = typer.Option(None, "--d-model", help="Model width d."),
+    experts: ExpertsOption = None,
+    topk: TopkOption = None,
+    router: RouterOption = None,
+    fusion: FusionOption = None,
+    encoder: EncoderOption = None,
+    tasks: TasksOption = None,
+    modalities: ModalitiesOption = None,
+    d_model: DModelOption = None,
     epochs: int | None = typer.Option(None, help="Maximum epochs (early stopping on the --select metric)."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Mini-batch size (over all processes)."),
     lr: float | None = typer.Option(None, help="Learning rate (AdamW)."),
