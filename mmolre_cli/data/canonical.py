@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import h5py
 import numpy as np
 
 from mmolre_cli import __version__
+from mmolre_cli.atomic import atomic_path
 from mmolre_cli.errors import DataError, UsageError
 
 FORMAT = "mmolre-canonical/1"
@@ -235,12 +235,8 @@ def write_canonical(data: CanonicalData, path: str | os.PathLike, *, force: bool
     missing = [s for s in SPLITS if s not in data.splits]
     if missing:
         raise DataError(f"{path}: {missing[0]}: missing split (a canonical file holds {', '.join(SPLITS)})")
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        with h5py.File(tmp, "w") as f:
+        with atomic_path(path) as temporary, h5py.File(temporary, "w") as f:
             f.attrs["format"] = FORMAT
             f.attrs["dataset"] = data.dataset
             f.attrs["source"] = data.source
@@ -250,13 +246,8 @@ def write_canonical(data: CanonicalData, path: str | os.PathLike, *, force: bool
             f.attrs["options"] = json.dumps(data.options, sort_keys=True)
             for name in SPLITS:
                 _write_split(f.create_group(name), data.splits[name])
-        os.replace(tmp, path)
-        tmp = None
     except OSError as e:
         raise DataError(f"{path}: cannot write: {e.strerror or e}") from e
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
     return path
 
 

@@ -22,11 +22,11 @@ import hashlib
 import io
 import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from mmolre_cli.atomic import atomic_path
 from mmolre_cli.data.canonical import (
     EMOTION_RANGE,
     MOSEI_EMOTIONS,
@@ -399,17 +399,9 @@ def write_mmsa(data: CanonicalData, path: str | os.PathLike, *, source: str, for
     }
     if data.emotions:
         obj["emotions"] = list(data.emotions)
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
+        with atomic_path(path) as temporary, open(temporary, "wb") as f:
             pickle.dump(obj, f, protocol=PROTOCOL)
-        os.replace(tmp, path)
-        tmp = None
     except OSError as e:
         raise DataError(f"{path}: cannot write: {e.strerror or e}") from e
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
     return path

@@ -6,16 +6,15 @@ MER thresholds), and ``last.pt``, everything needed to resume after the last fin
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from mmolre_cli.atomic import atomic_path
 from mmolre_cli.errors import CheckpointError
 
 FORMAT = "mmolre-checkpoint/1"
@@ -25,17 +24,8 @@ LAST_NAME = "last.pt"
 
 def atomic_save(payload: dict[str, Any], path: Path) -> None:
     """Write to a temporary file beside ``path``, fsync, then rename: a crash leaves the old file intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(payload, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
 
 
 def find_checkpoint(run_or_checkpoint: Path) -> Path:

@@ -9,9 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import random
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -24,6 +22,7 @@ import torch
 from torch import nn
 
 from mmolre_cli import __version__
+from mmolre_cli.atomic import atomic_path
 from mmolre_cli.config import RunConfig, save_yaml
 from mmolre_cli.data.canonical import CanonicalData, read_canonical
 from mmolre_cli.data.synthetic import builtin_dataset_path
@@ -104,14 +103,8 @@ def json_safe(value: Any) -> Any:
 
 def write_json_atomic(values: dict[str, Any], path: Path) -> None:
     """Strict JSON written to a temporary file and renamed into place."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(json_safe(values), file, indent=2)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(json_safe(values), indent=2))
 
 
 def check_run_dir(out_dir: Path, resume: bool = False) -> None:
