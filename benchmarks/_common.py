@@ -25,15 +25,18 @@ def interleaved(candidates: dict[str, Callable[[], None]], device: torch.device,
     return {name: statistics.median(values) for name, values in seconds.items()}
 
 
-def machine(device: torch.device) -> str:
-    """CPU model and cores (from lscpu), torch threads and version, and the GPU when used."""
-    cpu = platform.processor() or "unknown CPU"
+def cpu_name() -> str:
+    """The CPU model as lscpu names it (the platform's processor string where lscpu is missing)."""
     try:
         lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
-        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name"))
+        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name"))
     except (OSError, subprocess.CalledProcessError, StopIteration):
-        pass
-    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
+        return platform.processor() or "unknown CPU"
+
+
+def machine(device: torch.device) -> str:
+    """CPU model and cores (from lscpu), torch threads and version, and the GPU when used."""
+    text = f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
     if device.type == "cuda":
         text += f", GPU {torch.cuda.get_device_name(device)}"
     return text

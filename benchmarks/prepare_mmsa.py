@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import cpu_name
+
 CLI = [sys.executable, "-m", "mmolre_cli"]
 
 
@@ -44,14 +46,8 @@ def measured(args: list[str]) -> tuple[float, float, int]:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
-        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        pass
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB RAM, Python {platform.python_version()}"
+    return f"{cpu_name()}, {os.cpu_count()} cores, {memory:.0f} GiB RAM, Python {platform.python_version()}"
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from mmolre_cli.config import ModelConfig
 from mmolre_cli.model.experts import ConvExpertBank
 from mmolre_cli.model.heads import make_head
 from mmolre_cli.model.masking import lengths_to_mask, masked_mean
-from mmolre_cli.model.mmolre import DataSignature, ModelOutput, resolve_modalities
+from mmolre_cli.model.mmolre import DataSignature, ModelOutput, build_encoders, resolve_modalities
 from mmolre_cli.model.routers import SoftRouter
 from mmolre_cli.model.unitse import UniTSE, UniTSEBlock
 from mmolre_cli.plugins.registry import Registry
@@ -39,14 +39,7 @@ class _MultitaskBaseline(nn.Module):
         self.tasks = list(config.tasks)
         self.modalities = resolve_modalities(config, signature)
         d, dropout = config.d_model, config.dropout
-        self.encoders = nn.ModuleDict(
-            {
-                m: registry.get("encoder", config.encoder_for(m), option="--encoder").factory(
-                    input_dim=signature.input_dims[m], d_model=d, dropout=dropout
-                )
-                for m in self.modalities
-            }
-        )
+        self.encoders = build_encoders(config, signature, registry, self.modalities)
         self.fusion = registry.get("fusion", config.fusion, option="--fusion").factory(
             d_model=d, modalities=self.modalities, tasks=fusion_tasks, dropout=dropout
         )

@@ -46,6 +46,20 @@ def resolve_modalities(config: ModelConfig, signature: DataSignature) -> list[st
     return list(config.modalities)
 
 
+def build_encoders(
+    config: ModelConfig, signature: DataSignature, registry: Registry, modalities: list[str]
+) -> nn.ModuleDict:
+    """One registered encoder per modality, projecting its features to the model width."""
+    return nn.ModuleDict(
+        {
+            m: registry.get("encoder", config.encoder_for(m), option="--encoder").factory(
+                input_dim=signature.input_dims[m], d_model=config.d_model, dropout=config.dropout
+            )
+            for m in modalities
+        }
+    )
+
+
 class MMoLRE(nn.Module):
     """Multimodal Mixture of Low-Rank Experts for joint sentiment analysis and emotion recognition."""
 
@@ -55,14 +69,7 @@ class MMoLRE(nn.Module):
         self.tasks = list(config.tasks)
         self.modalities = resolve_modalities(config, signature)
         d, dropout = config.d_model, config.dropout
-        self.encoders = nn.ModuleDict(
-            {
-                m: registry.get("encoder", config.encoder_for(m), option="--encoder").factory(
-                    input_dim=signature.input_dims[m], d_model=d, dropout=dropout
-                )
-                for m in self.modalities
-            }
-        )
+        self.encoders = build_encoders(config, signature, registry, self.modalities)
         self.unitse = (
             nn.ModuleDict({m: UniTSE([self._block(registry) for _ in range(config.blocks)]) for m in self.modalities})
             if config.unitse
