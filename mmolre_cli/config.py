@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from mmolre_cli.atomic import atomic_path
 from mmolre_cli.errors import UsageError
 
 
@@ -110,6 +111,12 @@ ALIASES = {
 EXPERT_KEYS = ("shared", "rank", "type", "dropout")
 
 
+def did_you_mean(value: object, valid: list[str] | tuple[str, ...]) -> str:
+    """``"; did you mean 'x'?"`` for the valid name closest to ``value``, or nothing when none is close."""
+    close = difflib.get_close_matches(str(value), valid, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def _type_name(kind: Any) -> str:
     return getattr(kind, "__name__", str(kind))
 
@@ -168,9 +175,7 @@ def _from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     for key in values:
         if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise UsageError(f"{where}: unknown key {key!r} (valid: {', '.join(names)}){hint}")
+            raise UsageError(f"{where}: unknown key {key!r} (valid: {', '.join(names)}){did_you_mean(key, names)}")
     return cls(**{key: _coerce(value, hints[key], f"{where}.{key}") for key, value in values.items()})
 
 
@@ -199,6 +204,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         text = path.read_text()
     except OSError as error:
         raise UsageError(f"{path}: cannot read config file ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a YAML config (not UTF-8 text)") from None
     try:
         values = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -245,6 +252,7 @@ def check_ranges(config: RunConfig, source: str = "config") -> None:
     if model.architecture not in ARCHITECTURES:
         raise UsageError(
             f"{source}: model.architecture: unknown {model.architecture!r} (valid: {', '.join(ARCHITECTURES)})"
+            f"{did_you_mean(model.architecture, ARCHITECTURES)}"
         )
     if not model.tasks:
         raise UsageError(f"{source}: model.tasks must name at least one task")
@@ -263,7 +271,8 @@ def check_ranges(config: RunConfig, source: str = "config") -> None:
             raise UsageError(f"{source}: {key} must not be negative, got {value}")
     for key, value, valid in (("schedule", train.schedule, SCHEDULES), ("precision", train.precision, PRECISIONS)):
         if value not in valid:
-            raise UsageError(f"{source}: train.{key}: unknown value {value!r} (valid: {', '.join(valid)})")
+            hint = did_you_mean(value, valid)
+            raise UsageError(f"{source}: train.{key}: unknown value {value!r} (valid: {', '.join(valid)}){hint}")
 
 
 def parse_assignments(values: list[str], option: str, valid: tuple[str, ...]) -> dict[str, str]:
@@ -276,9 +285,7 @@ def parse_assignments(values: list[str], option: str, valid: tuple[str, ...]) ->
             if not sep or not raw.strip():
                 raise UsageError(f"{option}: expected KEY=VALUE, got {item!r}")
             if key not in valid:
-                close = difflib.get_close_matches(key, valid, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise UsageError(f"{option}: unknown key {key!r} (valid: {', '.join(valid)}){hint}")
+                raise UsageError(f"{option}: unknown key {key!r} (valid: {', '.join(valid)}){did_you_mean(key, valid)}")
             parsed[key] = raw.strip()
     return parsed
 
@@ -318,7 +325,9 @@ def parse_list(value: str, option: str) -> list[str]:
 
 
 def save_yaml(config: RunConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """``config`` as YAML at ``path``, written atomically."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 def check_components(config: RunConfig, registry) -> None:

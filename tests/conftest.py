@@ -59,3 +59,15 @@ def random_inputs(signature: DataSignature, batch: int = 6, length: int = 10, se
         valid = torch.arange(length)[None, :] < lengths[modality][:, None]
         features[modality] = x * valid[..., None]
     return features, lengths
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print how many cases of the bad-input corpus (tests/test_bad_input.py) ran, whenever any did."""
+    ran = {
+        report.nodeid
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if hasattr(report, "when") and "test_bad_input.py::test_bad_input_fails_cleanly[" in report.nodeid
+    }
+    if ran:
+        terminalreporter.write_line(f"bad-input corpus: {len(ran)} cases")

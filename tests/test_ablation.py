@@ -150,6 +150,11 @@ def test_removing_mtl_trains_one_single_task_model_per_task(registry, signature)
         assert set(model(*random_inputs(signature)).predictions) == {task}
 
 
+def test_removing_mtl_on_data_without_emotion_labels_fails_before_training(registry, tiny_mosi):
+    with pytest.raises(UsageError, match=f"--remove mtl: {tiny_mosi} has no emotion labels"):
+        plan_variants({**SMALL, "data": str(tiny_mosi)}, ["mtl"], [], {}, registry)
+
+
 def test_baselines_are_built_as_named(registry, signature):
     plan = plan_variants(SMALL, [], ["hps", "mmoe", "cgc"], {}, registry)
     built = {v.name: build_model(v.parts[WHOLE].model, signature, registry) for v in plan.variants}

@@ -62,22 +62,32 @@ def test_lowrank_parameter_count_matches_formula(d, n, r):
     assert sum(p.numel() for p in bank.parameters()) == lowrank_parameter_count(d, n, r) == n * (4 * d * r + r + d)
 
 
-def test_expert_bank_equals_a_loop_over_separate_experts():
-    d, n, r, batch, length = 12, 3, 5, 4, 9
+@pytest.mark.parametrize("n,routed", [(3, None), (4, 2), (4, 1), (8, 2)])
+def test_expert_bank_equals_a_loop_over_separate_experts(n, routed):
+    """Values and gradients, whether the bank runs every expert or (k ≤ N/4) only the routed ones."""
+    d, r, batch, length = 12, 5, 4, 9
     bank = ConvExpertBank(d, n, hidden=r, dropout=0.0).eval()
-    x = torch.randn(batch, length, d)
+    x = torch.randn(batch, length, d, requires_grad=True)
     mask = torch.arange(length)[None, :] < torch.tensor([9, 7, 3, 1])[:, None]
-    weights = torch.rand(batch, n)
+    scores = torch.rand(batch, n, requires_grad=True)
+    if routed is None:
+        weights = scores
+    else:
+        kept, chosen = scores.topk(routed, -1)
+        weights = torch.zeros(batch, n).scatter(-1, chosen, kept.softmax(-1))
     expected = torch.zeros(batch, length, d)
     for i in range(n):
-        up = nn.Conv1d(d, r, 3, padding=1)
-        up.weight.data = bank.up.weight.data[i * r : (i + 1) * r]
-        up.bias.data = bank.up.bias.data[i * r : (i + 1) * r]
-        hidden = nn.functional.gelu(up((x * mask[..., None]).transpose(1, 2))).transpose(1, 2)
-        out = hidden @ bank.down_weight[i] + bank.down_bias[i]
-        expected += weights[:, i, None, None] * out
-    expected *= mask[..., None]
-    torch.testing.assert_close(bank(x, mask, weights), expected)
+        rows = slice(i * r, (i + 1) * r)
+        up = nn.functional.conv1d((x * mask[..., None]).transpose(1, 2), bank.up.weight[rows], bank.up.bias[rows], 1, 1)
+        out = nn.functional.gelu(up).transpose(1, 2) @ bank.down_weight[i] + bank.down_bias[i]
+        expected = expected + weights[:, i, None, None] * out
+    expected = expected * mask[..., None]
+    actual = bank(x, mask, weights)
+    torch.testing.assert_close(actual, expected)
+    leaves = [x, scores, *bank.parameters()]
+    got = torch.autograd.grad(actual.square().sum(), leaves, retain_graph=True)
+    for grad, want in zip(got, torch.autograd.grad(expected.square().sum(), leaves), strict=True):
+        torch.testing.assert_close(grad, want, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("encoder", ["linear", "transformer", "lstm"])

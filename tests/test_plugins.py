@@ -406,3 +406,79 @@ def test_plugins_check_fails_on_a_broken_component(leaky_dir):
     assert result.exit_code == 1, result.output
     checks = {c["name"]: c["check"] for c in json.loads(result.stdout)["components"]["expert"]}
     assert checks["lowrank"] == "ok" and "plugin 'leaky': expert 'leaky': padded frames leak" in checks["leaky"]
+
+
+def forget_registries() -> None:
+    """Clear the CLI's cached registries, so the next command loads the plugins again."""
+    from mmolre_cli.cli import common
+    from mmolre_cli.plugins import manager
+
+    common._registry.cache_clear()
+    manager._cached_registry.cache_clear()
+
+
+@pytest.fixture
+def failing_plugins(tmp_path, monkeypatch, tiny_data):
+    """Three entry-point plugins: one raises on import, one inside its hook, one inside its factory; the
+    CLI's cached registries are cleared around the test."""
+    (tmp_path / "fails_on_import.py").write_text("raise ImportError('needs xyz,\\nwhich is not installed')\n")
+    (tmp_path / "fails_in_hook.py").write_text(
+        "from mmolre_cli import hookimpl\n\n@hookimpl\ndef register_routers(register):\n    raise KeyError('oops')\n"
+    )
+    (tmp_path / "fails_in_factory.py").write_text(
+        textwrap.dedent(
+            """
+            from mmolre_cli import hookimpl
+
+            def boom(d_model, n_experts, rank, dropout):
+                raise RuntimeError("out of cheese")
+
+            @hookimpl
+            def register_experts(register):
+                register("boom", boom, "always fails")
+            """
+        )
+    )
+    dist = tmp_path / "mmolre_failing_plugins-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mmolre-failing-plugins\nVersion: 1.0\n")
+    names = ("fails_on_import", "fails_in_hook", "fails_in_factory")
+    (dist / "entry_points.txt").write_text("[mmolre]\n" + "".join(f"{name} = {name}\n" for name in names))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    forget_registries()
+    yield ["--data", str(tiny_data), "--d-model", "16", "--epochs", "1", "--no-track"]
+    forget_registries()
+    for name in names:
+        sys.modules.pop(name, None)
+
+
+def test_failing_plugins_are_named_in_one_line_each_and_the_cli_keeps_working(failing_plugins, tmp_path):
+    runner = CliRunner()
+    listed = runner.invoke(app, ["plugins"])
+    assert listed.exit_code == 0, listed.output
+    warnings = [line for line in listed.stderr.splitlines() if line.startswith("Warning:")]
+    assert warnings == [
+        "Warning: plugin 'fails_on_import' failed at import: ImportError: needs xyz, which is not installed",
+        "Warning: plugin 'fails_in_hook' failed at register_routers: KeyError: 'oops'",
+    ]
+    built = runner.invoke(app, ["train", *failing_plugins, "--experts", "type=boom", "--out", str(tmp_path / "a")])
+    assert built.exit_code == 1 and "Traceback" not in built.output
+    assert built.stderr.splitlines()[-1] == (
+        "Error: plugin 'fails_in_factory': expert 'boom': factory raised RuntimeError: out of cheese"
+    )
+    trained = runner.invoke(app, ["train", *failing_plugins, "--out", str(tmp_path / "b")])
+    assert trained.exit_code == 0, trained.output
+    assert (tmp_path / "b" / "metrics.json").is_file()
+
+
+def test_the_allow_list_excludes_failing_plugins(failing_plugins, monkeypatch, tmp_path):
+    monkeypatch.setenv("MMOLRE_LOAD_PLUGINS", "fails_in_hook")
+    runner = CliRunner()
+    listed = runner.invoke(app, ["plugins"])
+    assert listed.exit_code == 0 and "fails_on_import" not in listed.stderr and "fails_in_hook" in listed.stderr
+    monkeypatch.setenv("MMOLRE_LOAD_PLUGINS", "")
+    forget_registries()
+    listed = runner.invoke(app, ["plugins"])
+    assert listed.exit_code == 0 and "Warning" not in listed.stderr and "boom" not in listed.stdout
+    built = runner.invoke(app, ["train", *failing_plugins, "--experts", "type=boom", "--out", str(tmp_path / "a")])
+    assert built.exit_code == 2 and "--experts type: unknown value 'boom'" in built.stderr

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from mmolre_cli.cli.app import app
 from mmolre_cli.config import ExpertConfig, ModelConfig, RunConfig, TrainConfig
-from mmolre_cli.model.experts import ConvExpertBank
+from mmolre_cli.model.experts import ConvExpertBank, runs_routed_only
 from mmolre_cli.model.routers import TopKRouter
 from mmolre_cli.profiling import (
     compare_grid,
@@ -40,13 +40,21 @@ def profile(registry, repeats: int = 0, like: str = "mosei", **model) -> dict:
 
 
 @pytest.mark.parametrize("hidden", ["lowrank", "dense"])
-def test_counter_agrees_with_the_formulas_for_experts_and_routers(hidden):
-    d, n, rows, length = 24, 3, 5, 7
+@pytest.mark.parametrize("routed", [None, 1, 2])
+def test_counter_agrees_with_the_formulas_for_experts_and_routers(hidden, routed):
+    d, n, rows, length = 24, 4, 5, 7
     width = 4 if hidden == "lowrank" else d
     bank = ConvExpertBank(d, n, width, dropout=0.0).eval()
-    x, mask, weights = torch.randn(rows, length, d), torch.ones(rows, length, dtype=torch.bool), torch.rand(rows, n)
+    x, mask = torch.randn(rows, length, d), torch.ones(rows, length, dtype=torch.bool)
+    scores = torch.rand(rows, n)
+    if routed is None:
+        weights = scores
+    else:  # each row keeps its ``routed`` best experts: below N/4 the bank runs only those
+        weights = torch.zeros_like(scores).scatter(-1, scores.topk(routed, -1).indices, 1.0 / routed)
     counted = count(lambda: bank(x, mask, weights))[0] / 2
-    assert counted == pytest.approx(expert_bank_macs(rows, length, d, n, width), rel=0.01)
+    assert counted == pytest.approx(expert_bank_macs(rows, length, d, n, width, routed), rel=0.01)
+    ran = n if routed is None or not runs_routed_only(n, routed, width, length) else routed
+    assert counted == pytest.approx(expert_bank_macs(rows, length, d, n, width) * ran / n, rel=0.01)
     router = TopKRouter(d, n, topk=2)
     assert count(lambda: router(torch.randn(rows, d)))[0] / 2 == pytest.approx(
         router_macs(rows, d, n, "topk"), rel=0.01
@@ -86,20 +94,29 @@ def test_component_parameters_and_flops_add_up_to_the_totals(registry):
     assert forward["by_group"]["other"] == 0 and forward["by_group"]["shared_experts"] > 0
 
 
-@pytest.mark.parametrize("topk", [1, 4])
-def test_active_is_at_most_executed_and_shared_scales_with_k_over_n(registry, topk):
+@pytest.mark.parametrize("topk", [1, 2, 4])
+def test_active_keeps_k_over_n_of_the_shared_experts_and_executed_is_what_ran(registry, topk):
     row = profile(registry, topk=topk)
     parameters, flops = row["parameters"], row["flops"]
     shared = parameters["by_group"]["shared_experts"]
     assert parameters["active_per_utterance"] == round(parameters["total"] - shared * (1 - topk / 4))
+    full = profile(registry, topk=4)["flops"]  # every expert runs and is active
+    assert full["forward"]["active"] == full["forward"]["executed"]
+    all_shared = full["forward"]["by_group"]["shared_experts"]
+    expected_active = full["forward"]["executed"]["flops"] - all_shared * (1 - topk / 4)
+    assert flops["forward"]["active"]["flops"] == pytest.approx(expected_active, abs=2)
     for key in ("forward", "forward_batch", "train_step"):
         assert flops[key]["active"]["flops"] <= flops[key]["executed"]["flops"]
-    idle = flops["forward"]["by_group"]["shared_experts"] * (1 - topk / 4)
-    assert flops["forward"]["active"]["flops"] == pytest.approx(flops["forward"]["executed"]["flops"] - idle, abs=2)
-    if topk == 4:
-        assert flops["train_step"]["active"] == flops["train_step"]["executed"]
-    else:
-        assert flops["train_step"]["active"]["flops"] < flops["train_step"]["executed"]["flops"]
+    # tiny_config's rank 4, MOSEI's length 50
+    if runs_routed_only(4, topk, hidden=4, length=50):  # the bank ran only the chosen experts: nothing idle ran
+        assert flops["forward"]["by_group"]["shared_experts"] == pytest.approx(all_shared * topk / 4, abs=2)
+        for key in ("forward", "forward_batch", "train_step"):
+            assert flops[key]["active"]["flops"] == pytest.approx(flops[key]["executed"]["flops"], abs=2)
+    else:  # all four ran, the unchosen weighted by zero
+        assert flops["forward"]["executed"] == full["forward"]["executed"]
+        assert flops["train_step"]["executed"] == full["train_step"]["executed"]
+        if topk < 4:
+            assert flops["train_step"]["active"]["flops"] < flops["train_step"]["executed"]["flops"]
 
 
 def test_lstm_is_reported_as_not_counted_with_an_estimate(registry):

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from mmolre_cli.atomic import save_figure
 from mmolre_cli.metrics import higher_is_better
 
 
@@ -75,7 +76,7 @@ def plot_heatmap(summary: dict[str, Any], metrics: list[str], path: Path) -> Non
         axis.set_xlabel(column_key)
         axis.set_ylabel(row_key)
     figure.suptitle(f"{summary['split']} metrics over {row_key} × {column_key} (darker = better)")
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path, dpi=120)
 
 
 def plot_bars(summary: dict[str, Any], names: list[str], metrics: list[str], path: Path) -> None:
@@ -102,4 +103,4 @@ def plot_bars(summary: dict[str, Any], names: list[str], metrics: list[str], pat
         axis.set_title(f"{metric} ({'↑' if higher_is_better(metric) else '↓'})", fontsize=9)
         axis.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
     figure.suptitle(f"{summary['split']} metrics, mean ± std over seeds (dashed: {summary['reference']})")
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path, dpi=120)

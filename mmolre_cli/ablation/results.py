@@ -10,6 +10,7 @@ from typing import Any
 
 from mmolre_cli.ablation.runner import SeedRun
 from mmolre_cli.ablation.variants import WHOLE, Plan
+from mmolre_cli.atomic import atomic_path
 from mmolre_cli.metrics import MER_SUMMARY, MSA_METRICS, higher_is_better
 
 #: The metrics tables and plots compare; the CSV and JSON keep every metric.
@@ -96,7 +97,7 @@ def write_csv(summary: dict[str, Any], path: Path) -> None:
         "n_parameters",
         *(f"{split}_{name}" for split in SPLITS for name in metrics[split]),
     ]
-    with path.open("w", newline="") as file:
+    with atomic_path(path) as temporary, temporary.open("w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(header)
         for variant, row in rows:

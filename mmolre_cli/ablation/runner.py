@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mmolre_cli.ablation.variants import WHOLE, Plan, Variant
+from mmolre_cli.atomic import atomic_path
 from mmolre_cli.config import RunConfig
 from mmolre_cli.errors import UsageError
 from mmolre_cli.plugins.registry import Registry
@@ -122,7 +123,8 @@ def record_plan(plan: Plan, seeds: list[int], out: Path) -> None:
                 f"--out {out}: variant {variant.name!r} was run there with other settings or seeds; "
                 "choose another --out or repeat the original options"
             )
-    path.write_text(json.dumps(stored, indent=2))
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(stored, indent=2))
 
 
 def run_plan(

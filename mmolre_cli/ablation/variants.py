@@ -27,6 +27,7 @@ from mmolre_cli.config import (
 )
 from mmolre_cli.errors import UsageError
 from mmolre_cli.plugins.registry import Registry
+from mmolre_cli.profiling.shapes import read_shapes
 
 #: The part name of a variant trained as one model; ``mtl`` trains one part per task instead.
 WHOLE = "all"
@@ -169,6 +170,9 @@ def plan_variants(
     check_components(full, registry)
     if removals and full.model.architecture != "mmolre":
         raise UsageError(f"--remove: removals apply to MMoLRE, but model.architecture is {full.model.architecture!r}")
+    if "mtl" in removals and "er" in full.model.tasks and full.data and not read_shapes(full.data).emotion_labels:
+        # Checked before any training: the built-in data always has emotion labels.
+        raise UsageError(f"--remove mtl: {full.data} has no emotion labels, so there is no second task to train alone")
     notes: list[str] = []
     variants: list[Variant] = []
     for name in removals:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
+from typer.core import TyperGroup
 
 from mmolre_cli import __version__
 from mmolre_cli.cli.ablate import ablate
-from mmolre_cli.cli.common import global_options
+from mmolre_cli.cli.common import fail, global_options
 from mmolre_cli.cli.data import data_app
 from mmolre_cli.cli.evaluate import evaluate
 from mmolre_cli.cli.export import export_app
@@ -18,8 +21,50 @@ from mmolre_cli.cli.profile import profile
 from mmolre_cli.cli.train import train
 from mmolre_cli.plugins.manager import PLUGINS_DIR_ENV
 
+
+def usage_message(error: Exception) -> str:
+    """A usage error of Typer's parser as one message that names the option at fault."""
+    param, message = getattr(error, "param", None), getattr(error, "message", "").rstrip(".")
+    if param is not None and message:  # a bad value of one option (a missing one has no message of its own)
+        detail = message[:1].lower() + message[1:]
+        if hasattr(error.__cause__, "errors"):  # Typer's (pydantic) conversion refused it: show the value
+            detail = f"invalid value {error.__cause__.errors()[0]['input']!r} ({detail})"
+        return f"{param.opts[0]}: {detail}"
+    if getattr(error, "possibilities", None):  # an unknown option; the parser lists close matches best first
+        return f"no such option {error.option_name} (did you mean {error.possibilities[0]}?)"
+    return error.format_message()
+
+
+@contextmanager
+def one_line_usage_errors() -> Iterator[None]:
+    """Typer's usage errors (bad, unknown or missing options) as one ``Error:`` line instead of a panel.
+
+    They are told by what they have (``format_message`` and ``exit_code``): their classes belong to the
+    Click that Typer bundles, which is not public. A NoArgsIsHelpError has shown the help already.
+    """
+    try:
+        yield
+    except Exception as error:
+        if not hasattr(error, "format_message") or type(error).__name__ == "NoArgsIsHelpError":
+            raise
+        fail(usage_message(error), error.exit_code)
+
+
+class OneLineErrors(TyperGroup):
+    """The ``mmolre`` group: parsing and dispatch report usage errors in the project's one-line form."""
+
+    def make_context(self, *args, **kwargs):
+        with one_line_usage_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with one_line_usage_errors():
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
     name="mmolre",
+    cls=OneLineErrors,
     help="Multimodal Mixture of Low-Rank Experts for joint sentiment analysis and emotion recognition.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from mmolre_cli.cli.common import console, metrics_table, print_json, registry, user_errors
+from mmolre_cli.config import did_you_mean
 from mmolre_cli.errors import UsageError
 
 SPLIT_NAMES = ("train", "valid", "test")
@@ -25,7 +26,9 @@ def evaluate(
 ) -> None:
     """Reload trained models and print their metrics on one split (mean ± std over the seeds of a multi-seed run)."""
     if split not in SPLIT_NAMES:
-        raise UsageError(f"--split: unknown value {split!r} (valid: {', '.join(SPLIT_NAMES)})")
+        raise UsageError(
+            f"--split: unknown value {split!r} (valid: {', '.join(SPLIT_NAMES)}){did_you_mean(split, SPLIT_NAMES)}"
+        )
     from mmolre_cli.training.restore import evaluate_target
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")

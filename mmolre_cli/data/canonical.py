@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -235,19 +236,16 @@ def write_canonical(data: CanonicalData, path: str | os.PathLike, *, force: bool
     missing = [s for s in SPLITS if s not in data.splits]
     if missing:
         raise DataError(f"{path}: {missing[0]}: missing split (a canonical file holds {', '.join(SPLITS)})")
-    try:
-        with atomic_path(path) as temporary, h5py.File(temporary, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["dataset"] = data.dataset
-            f.attrs["source"] = data.source
-            f.attrs["modalities"] = json.dumps(data.modalities)
-            f.attrs["emotions"] = json.dumps(data.emotions)
-            f.attrs["created_by"] = data.created_by
-            f.attrs["options"] = json.dumps(data.options, sort_keys=True)
-            for name in SPLITS:
-                _write_split(f.create_group(name), data.splits[name])
-    except OSError as e:
-        raise DataError(f"{path}: cannot write: {e.strerror or e}") from e
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["dataset"] = data.dataset
+        f.attrs["source"] = data.source
+        f.attrs["modalities"] = json.dumps(data.modalities)
+        f.attrs["emotions"] = json.dumps(data.emotions)
+        f.attrs["created_by"] = data.created_by
+        f.attrs["options"] = json.dumps(data.options, sort_keys=True)
+        for name in SPLITS:
+            _write_split(f.create_group(name), data.splits[name])
     return path
 
 
@@ -302,6 +300,17 @@ def _read_split(f: h5py.File, name: str, modalities: list[str], src: str) -> Spl
     )
 
 
+@contextmanager
+def open_hdf5(path: Path, src: str) -> Iterator[h5py.File]:
+    """``path`` opened for reading; h5py's errors on a truncated or damaged file become one DataError."""
+    try:
+        with h5py.File(path, "r") as f:
+            yield f
+    except (OSError, RuntimeError) as e:  # raised from deep inside h5py, sometimes as RuntimeError
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{src}: unreadable HDF5 file (truncated or corrupt?): {reason}") from e
+
+
 def read_canonical(path: str | os.PathLike, *, splits: Iterable[str] = SPLITS) -> CanonicalData:
     """Read and validate a canonical file (only the named ``splits``; a single name is accepted)."""
     path = Path(path)
@@ -316,28 +325,23 @@ def read_canonical(path: str | os.PathLike, *, splits: Iterable[str] = SPLITS) -
         raise DataError(f"{src}: is a directory, not a canonical HDF5 file")
     if not h5py.is_hdf5(path):
         raise DataError(f"{src}: not an HDF5 file")
-    try:
-        with h5py.File(path, "r") as f:
-            fmt = _attr(f, "format", src)
-            if fmt != FORMAT:
-                raise DataError(f"{src}: /format: expected {FORMAT!r}, got {fmt!r}")
-            modalities = _json_attr(f, "modalities", src)
-            emotions = _json_attr(f, "emotions", src)
-            _check_names(modalities, src, "/modalities")
-            _check_names(emotions, src, "/emotions")
-            data = CanonicalData(
-                dataset=_attr(f, "dataset", src),
-                source=_attr(f, "source", src),
-                modalities=modalities,
-                emotions=emotions,
-                splits={s: _read_split(f, s, modalities, src) for s in splits},
-                options=_json_attr(f, "options", src),
-                created_by=_attr(f, "created_by", src),
-            )
-    except (OSError, RuntimeError) as e:
-        # h5py reports truncated or damaged files as OSError (sometimes RuntimeError) from deep inside.
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(f"{src}: unreadable HDF5 file (truncated or corrupt?): {reason}") from e
+    with open_hdf5(path, src) as f:
+        fmt = _attr(f, "format", src)
+        if fmt != FORMAT:
+            raise DataError(f"{src}: /format: expected {FORMAT!r}, got {fmt!r}")
+        modalities = _json_attr(f, "modalities", src)
+        emotions = _json_attr(f, "emotions", src)
+        _check_names(modalities, src, "/modalities")
+        _check_names(emotions, src, "/emotions")
+        data = CanonicalData(
+            dataset=_attr(f, "dataset", src),
+            source=_attr(f, "source", src),
+            modalities=modalities,
+            emotions=emotions,
+            splits={s: _read_split(f, s, modalities, src) for s in splits},
+            options=_json_attr(f, "options", src),
+            created_by=_attr(f, "created_by", src),
+        )
     validate(data, source=src)
     return data
 

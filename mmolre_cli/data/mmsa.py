@@ -399,9 +399,6 @@ def write_mmsa(data: CanonicalData, path: str | os.PathLike, *, source: str, for
     }
     if data.emotions:
         obj["emotions"] = list(data.emotions)
-    try:
-        with atomic_path(path) as temporary, open(temporary, "wb") as f:
-            pickle.dump(obj, f, protocol=PROTOCOL)
-    except OSError as e:
-        raise DataError(f"{path}: cannot write: {e.strerror or e}") from e
+    with atomic_path(path) as temporary, open(temporary, "wb") as f:
+        pickle.dump(obj, f, protocol=PROTOCOL)
     return path

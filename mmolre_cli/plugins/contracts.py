@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mmolre_cli.errors import MmolreError
+
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
@@ -89,6 +91,10 @@ class ContractError(TypeError):
     """A component that does not meet its kind's contract; the message names the plugin."""
 
 
+class PluginError(MmolreError):
+    """A plugin's factory that raised while a model was built; the message names the plugin."""
+
+
 @dataclass(frozen=True)
 class Contract:
     """A kind's factory Protocol and the smoke test its built modules must pass."""
@@ -145,7 +151,8 @@ def smoke_check(component: Component) -> None:
     try:
         problems = contract.smoke(component.factory)
     except Exception as error:  # foreign code: any failure is the plugin's, reported by name
-        problems = [f"raised {type(error).__name__}: {error}"]
+        cause = error.__cause__ if isinstance(error, PluginError) else error
+        problems = [f"raised {type(cause).__name__}: {cause}"]
     if problems:
         raise ContractError(f"plugin {component.plugin!r}: {component.kind} {component.name!r}: {'; '.join(problems)}")
 

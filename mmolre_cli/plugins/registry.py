@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from mmolre_cli.errors import UsageError
-from mmolre_cli.plugins.contracts import check_factory
+from mmolre_cli.errors import MmolreError, UsageError
+from mmolre_cli.plugins.contracts import PluginError, check_factory
 
 #: Component kind → the hook that registers it.
 KIND_HOOKS = {
@@ -40,7 +41,8 @@ class PluginFailure:
     error: str
 
     def message(self) -> str:
-        return f"plugin {self.plugin!r} failed at {self.stage}: {self.error}"
+        """One line, however many lines the plugin's error had."""
+        return " ".join(f"plugin {self.plugin!r} failed at {self.stage}: {self.error}".split())
 
 
 @dataclass
@@ -60,7 +62,8 @@ class Registry:
         existing = self.components[kind].get(name)
         if existing is not None:
             raise ValueError(f"{kind} {name!r} is already registered by plugin {existing.plugin!r}")
-        self.components[kind][name] = Component(kind, name, factory, plugin, description)
+        reporting = _reporting(factory, f"plugin {plugin!r}: {kind} {name!r}")
+        self.components[kind][name] = Component(kind, name, reporting, plugin, description)
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.components[kind])
@@ -75,6 +78,22 @@ class Registry:
     def __iter__(self) -> Iterator[Component]:
         for kind in KINDS:
             yield from (self.components[kind][name] for name in self.names(kind))
+
+
+def _reporting(factory: Callable, who: str) -> Callable:
+    """``factory``, with whatever it raises (other than an MmolreError, already one line for the user) turned
+    into a PluginError whose message starts with ``who``."""
+
+    @functools.wraps(factory)
+    def build(*args, **kwargs):
+        try:
+            return factory(*args, **kwargs)
+        except MmolreError:
+            raise
+        except Exception as error:  # foreign code: any failure is the plugin's, reported by name
+            raise PluginError(f"{who}: factory raised {type(error).__name__}: {error}") from error
+
+    return build
 
 
 def unknown_choice(what: str, value: object, valid: list[str]) -> str:

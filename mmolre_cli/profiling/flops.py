@@ -9,7 +9,8 @@ training cost is counted by running that bank alone, forward and backward, on th
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -65,14 +66,16 @@ def count_forward(model: nn.Module, inputs: Batch) -> dict:
     """Executed and active forward FLOPs, split by component; active keeps k of N in each shared bank."""
     model.eval()
     weighted = {path: module for path, module in model.named_modules() if has_own_weights(module)}
+    banks = shared_banks(model)
     called: set[str] = set()
     hooks = [
         module.register_forward_pre_hook(lambda module, args, path=path: called.add(path))
         for path, module in weighted.items()
     ]
     try:
-        # Grad mode stays on: under no_grad the module tracker trips over views of parameters.
-        total, per_module = count(lambda: model(inputs.features, inputs.lengths))
+        with recorded_calls(banks) as calls:
+            # Grad mode stays on: under no_grad the module tracker trips over views of parameters.
+            total, per_module = count(lambda: model(inputs.features, inputs.lengths))
     finally:
         for hook in hooks:
             hook.remove()
@@ -80,7 +83,7 @@ def count_forward(model: nn.Module, inputs: Batch) -> dict:
     for root in {locate(path)[3] for path in per_module if locate(path)[0] != "other"}:
         breakdown.add(root, subtree_total(per_module, root))
     breakdown.groups["other"] = total - sum(breakdown.groups.values())
-    idle = sum(subtree_total(per_module, path) * (1.0 - kept) for path, (_, kept) in shared_banks(model).items())
+    idle = idle_flops(banks, calls, bank_forward_flops)
     missed = {path: weighted[path] for path in sorted(called) if subtree_total(per_module, path) == 0}
     return {
         "batch_size": len(inputs.sentiment),
@@ -100,27 +103,55 @@ def count_training(model: nn.Module, inputs: Batch) -> dict:
     """Executed and active FLOPs of forward + loss + backward; each shared bank's share is counted alone."""
     model.train()
     banks = shared_banks(model)
+    with recorded_calls(banks) as calls:
+        total, _ = count(lambda: training_pass(model, inputs))
+    model.zero_grad(set_to_none=True)
+    idle = idle_flops(banks, calls, bank_training_flops)
+    return {
+        "batch_size": len(inputs.sentiment),
+        "executed": macs_and_flops(total),
+        "active": macs_and_flops(total - idle),
+    }
+
+
+@contextmanager
+def recorded_calls(banks: dict[str, tuple[nn.Module, float]]) -> Iterator[dict[str, list[tuple]]]:
+    """The positional arguments of every call of each bank, by path, while the block runs."""
     calls: dict[str, list[tuple]] = {path: [] for path in banks}
     hooks = [
         bank.register_forward_hook(lambda module, args, output, path=path: calls[path].append(args))
         for path, (bank, _) in banks.items()
     ]
     try:
-        total, _ = count(lambda: training_pass(model, inputs))
+        yield calls
     finally:
         for hook in hooks:
             hook.remove()
-    model.zero_grad(set_to_none=True)
-    idle = sum(
-        bank_training_flops(banks[path][0], args) * (1.0 - banks[path][1])
+
+
+def idle_flops(
+    banks: dict[str, tuple[nn.Module, float]],
+    calls: dict[str, list[tuple]],
+    cost: Callable[[nn.Module, tuple], int],
+) -> float:
+    """FLOPs spent on experts no route chose: per bank call, what it ran minus k/N of what all N experts
+    cost (zero for a bank that runs only the chosen experts)."""
+    return sum(
+        cost(banks[path][0], args) - banks[path][1] * cost(banks[path][0], every_expert(args))
         for path, recorded in calls.items()
         for args in recorded
     )
-    return {
-        "batch_size": len(inputs.sentiment),
-        "executed": macs_and_flops(total),
-        "active": macs_and_flops(total - idle),
-    }
+
+
+def every_expert(args: tuple) -> tuple:
+    """A bank call's arguments (x, mask, weights) with every expert weighted equally (same gradient needs)."""
+    x, mask, weights = args
+    return x, mask, torch.full_like(weights, 1.0 / weights.shape[-1]).requires_grad_(weights.requires_grad)
+
+
+def bank_forward_flops(bank: nn.Module, args: tuple) -> int:
+    """Forward FLOPs of one bank call."""
+    return count(lambda: bank(*args))[0]
 
 
 def bank_training_flops(bank: nn.Module, args: tuple) -> int:

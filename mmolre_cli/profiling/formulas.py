@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from mmolre_cli.config import ModelConfig
+from mmolre_cli.model.experts import runs_routed_only
+
+_TOP_K_ROUTERS = ("topk", "noisy_topk")  # the built-in routers that give each utterance exactly k experts
 
 
 def expert_parameters(d_model: int, hidden: int) -> int:
@@ -10,10 +13,14 @@ def expert_parameters(d_model: int, hidden: int) -> int:
     return 4 * d_model * hidden + hidden + d_model
 
 
-def expert_bank_macs(rows: int, length: int, d_model: int, n_experts: int, hidden: int) -> int:
-    """Forward MACs of a bank of N experts on (rows, T, d): both convolutions at every frame, plus
-    the weighted sum of the second layer's biases (rows · N · d)."""
-    return rows * n_experts * (length * hidden * 4 * d_model + d_model)
+def expert_bank_macs(
+    rows: int, length: int, d_model: int, n_experts: int, hidden: int, routed: int | None = None
+) -> int:
+    """Forward MACs of a built-in bank of N experts on (rows, T, d) when each row uses ``routed`` of them
+    (default all): per expert that runs, both convolutions at every frame and the weighted second-layer
+    bias (d). All N run unless the bank runs only the routed ones (``runs_routed_only``)."""
+    executed = n_experts if routed is None or not runs_routed_only(n_experts, routed, hidden, length) else routed
+    return rows * executed * (length * hidden * 4 * d_model + d_model)
 
 
 def router_macs(rows: int, d_model: int, n_experts: int, router: str) -> int | None:
@@ -46,7 +53,8 @@ def unitse_macs(config: ModelConfig, lengths: dict[str, int], batch: int) -> int
             routers = router_macs(batch, d, n, config.router)
             if routers is None:
                 return None
-            per_block += expert_bank_macs(rows, length, d, n, hidden) + len(config.tasks) * routers
+            routed = config.topk if config.router in _TOP_K_ROUTERS else n
+            per_block += expert_bank_macs(rows, length, d, n, hidden, routed) + len(config.tasks) * routers
         if config.specific_experts:
             per_block += len(config.tasks) * expert_bank_macs(batch, length, d, 1, hidden)
         total += config.blocks * per_block

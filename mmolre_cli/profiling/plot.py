@@ -6,8 +6,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from mmolre_cli.atomic import save_figure
 from mmolre_cli.config import ModelConfig
-from mmolre_cli.errors import UsageError
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.profiling.components import parameter_report
 from mmolre_cli.profiling.flops import count_forward, random_batch
@@ -72,8 +72,6 @@ def save_plot(points: list[dict[str, Any]], path: Path, title: str) -> None:
     figure.suptitle(title)
     figure.tight_layout()
     try:
-        figure.savefig(path, dpi=120)
-    except OSError as error:
-        raise UsageError(f"--plot {path}: cannot write ({error.strerror or error})") from None
+        save_figure(figure, path, dpi=120)
     finally:
         plt.close(figure)

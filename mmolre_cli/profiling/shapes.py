@@ -9,7 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from mmolre_cli.data.canonical import FORMAT, MOSEI_EMOTIONS
+from mmolre_cli.data.canonical import FORMAT, MOSEI_EMOTIONS, open_hdf5
 from mmolre_cli.errors import DataError, UsageError
 from mmolre_cli.model.mmolre import DataSignature
 from mmolre_cli.plugins.registry import unknown_choice
@@ -66,7 +66,7 @@ def read_shapes(path: str | Path) -> DataShapes:
         raise DataError(f"{src}: file not found")
     if not h5py.is_hdf5(path):
         raise DataError(f"{src}: not an HDF5 file")
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path, src) as f:
         if f.attrs.get("format") != FORMAT:
             raise DataError(f"{src}: /format: expected {FORMAT!r} (not an mmolre canonical file?)")
         try:

@@ -6,6 +6,7 @@ MER thresholds), and ``last.pt``, everything needed to resume after the last fin
 
 from __future__ import annotations
 
+import io
 import pickle
 import random
 from pathlib import Path
@@ -23,9 +24,15 @@ LAST_NAME = "last.pt"
 
 
 def atomic_save(payload: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename: a crash leaves the old file intact."""
+    """Write to a temporary file beside ``path``, fsync, then rename: a crash leaves the old file intact.
+
+    The payload is serialised in memory first: ``torch.save`` reports a failed file write as a bare
+    RuntimeError, while a plain write raises the OSError that says why (disk full, no permission).
+    """
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     with atomic_path(path) as temporary:
-        torch.save(payload, temporary)
+        temporary.write_bytes(buffer.getbuffer())
 
 
 def find_checkpoint(run_or_checkpoint: Path) -> Path:
@@ -44,9 +51,12 @@ def load_checkpoint(run_or_checkpoint: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe content"
-        raise CheckpointError(f"{path}: refused to load: {first}") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        # torch names what it refused on a line of its own, after advice we do not want to pass on.
+        refused = next((line.strip() for line in str(error).splitlines() if "GLOBAL" in line), None)
+        if refused is None:
+            raise CheckpointError(f"{path}: not a readable checkpoint (not a torch archive)") from None
+        raise CheckpointError(f"{path}: refused to load: it would run code ({refused.rstrip('.')})") from None
+    except Exception as error:  # torch reports a damaged archive in many ways (KeyError, RuntimeError, EOFError…)
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an mmolre checkpoint (missing format {FORMAT!r})")

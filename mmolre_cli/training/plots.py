@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mmolre_cli.atomic import save_figure
+
 
 def plot_history(history: list[dict[str, float]], path: Path) -> Path:
     """Save per-epoch training (solid) and validation (dashed) losses, balance loss and learning rate to ``path``."""
@@ -31,7 +33,7 @@ def plot_history(history: list[dict[str, float]], path: Path) -> Path:
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         if axis.lines and axis is not rate:
             axis.legend(fontsize=7)
-    figure.savefig(path, dpi=110)
+    save_figure(figure, path, dpi=110)
     return path
 
 
@@ -77,5 +79,5 @@ def plot_routing(summary: Mapping[str, Mapping[str, Mapping[str, Mapping[str, li
             axis.set_title(f"{modality} · block {block}", fontsize=9)
     figure.colorbar(image, ax=axes.ravel().tolist(), label="selection frequency (cell: frequency / mean weight)")
     figure.suptitle(title, fontsize=10)
-    figure.savefig(path, dpi=110)
+    save_figure(figure, path, dpi=110)
     return path

@@ -22,7 +22,7 @@ from mmolre_cli.training.checkpoint import CHECKPOINT_NAME, find_checkpoint, loa
 from mmolre_cli.training.evaluate import evaluate
 from mmolre_cli.training.seeds import SEEDS_NAME, aggregate, seed_dir
 from mmolre_cli.training.tracking import PARENT_TAG, check_reachable
-from mmolre_cli.training.trainer import build_model, data_path
+from mmolre_cli.training.trainer import build_model, data_path, write_json_atomic
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -32,9 +32,11 @@ def restore_model(run_or_checkpoint: Path, registry: Registry) -> tuple[nn.Modul
     path = find_checkpoint(run_or_checkpoint)
     payload = load_checkpoint(path)
     try:
-        config = build_config(payload["config"], source=f"{path}: config")
+        config = build_config(payload["config"], source="config")
         signature = DataSignature(**payload["signature"])
         model = build_model(config, signature, registry)
+    except UsageError as error:  # a stored config this version or these plugins cannot build
+        raise CheckpointError(f"{path}: {error}") from None
     except MmolreError:
         raise
     except (KeyError, TypeError, ValueError) as error:
@@ -42,8 +44,9 @@ def restore_model(run_or_checkpoint: Path, registry: Registry) -> tuple[nn.Modul
     try:
         model.load_state_dict(payload["state_dict"])
     except (KeyError, RuntimeError) as error:
-        first = str(error).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: weights do not match the stored config ({first})") from None
+        lines = str(error).strip().splitlines()
+        detail = lines[1] if len(lines) > 1 else lines[0]  # torch heads its report "Error(s) in loading state_dict"
+        raise CheckpointError(f"{path}: weights do not match the stored config ({detail.strip()})") from None
     payload["run_config"] = config
     return model.eval(), payload
 
@@ -126,7 +129,7 @@ def download_run(run_id: str, tracking_uri: str, destination: Path) -> Path:
     except (MlflowException, OSError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"MLflow run {run_id} at {tracking_uri}: {first}") from None
-    (destination / SEEDS_NAME).write_text(json.dumps({"seeds": seeds}))
+    write_json_atomic({"seeds": seeds}, destination / SEEDS_NAME)
     return destination
 
 

@@ -22,6 +22,8 @@ from mmolre_cli.training.trainer import (
     CONFIG_NAME,
     METRICS_NAME,
     RunResult,
+    build_model,
+    data_path,
     prepare_run_dir,
     train_run,
     write_json_atomic,
@@ -72,6 +74,16 @@ def read_result(run_dir: Path) -> RunResult:
     )  # fmt: skip
 
 
+def check_model_builds(config: RunConfig, registry: Registry) -> None:
+    """Build the model once from the data's feature sizes (read without the features), so that a
+    configuration that cannot build fails before the multi-seed directory is written."""
+    from mmolre_cli.profiling.report import resolve_model  # profiling imports training
+    from mmolre_cli.profiling.shapes import read_shapes
+
+    model, signature = resolve_model(config.model, read_shapes(data_path(config)))
+    build_model(dataclasses.replace(config, model=model), signature, registry)
+
+
 def parse_seeds(value: str) -> list[int]:
     """``"1,2,3"`` → [1, 2, 3]: distinct integers, or a UsageError naming ``--seeds``."""
     try:
@@ -114,6 +126,7 @@ def train_seeds(
     else:
         if manifest_path.exists():
             raise CheckpointError(f"{out_dir}: already holds a run ({SEEDS_NAME}); choose another --out")
+        check_model_builds(config, registry)
         if context.main:
             prepare_run_dir(out_dir)
         manifest = {"seeds": seeds, "config": config.to_dict(), "tracking_run_id": None}

@@ -115,9 +115,11 @@ def check_run_dir(out_dir: Path, resume: bool = False) -> None:
         if (out_dir / METRICS_NAME).exists():
             raise CheckpointError(f"{out_dir}: the run is complete ({METRICS_NAME}); nothing to resume")
         return
+    from mmolre_cli.training.seeds import SEEDS_NAME  # imported here: seeds imports this module
+
     if (out_dir / LAST_NAME).exists() and not (out_dir / METRICS_NAME).exists():
         raise CheckpointError(f"{out_dir}: holds an interrupted run; continue it with --resume {out_dir}")
-    for name in (METRICS_NAME, CHECKPOINT_NAME):
+    for name in (METRICS_NAME, CHECKPOINT_NAME, SEEDS_NAME):
         if (out_dir / name).exists():
             raise CheckpointError(f"{out_dir}: already holds a run ({name}); choose another --out")
 
@@ -182,9 +184,6 @@ def train_run(
     last = load_checkpoint(out_dir / LAST_NAME) if resume and (out_dir / LAST_NAME).is_file() else None
     if last is not None and last["config"] != config.to_dict():
         raise CheckpointError(f"{out_dir / LAST_NAME}: written with another config than {out_dir / CONFIG_NAME}")
-    if context.main:
-        prepare_run_dir(out_dir, resume)
-        save_yaml(config, out_dir / CONFIG_NAME)
 
     seed_everything(train_cfg.seed)
     model = build_model(config, signature, registry).to(device)
@@ -192,6 +191,9 @@ def train_run(
     train = splits["train"]
     if len(train) < context.world:
         raise UsageError(f"the training split has {len(train)} samples, fewer than the {context.world} processes")
+    if context.main:  # only once the model is built: a run that cannot start leaves no directory behind
+        prepare_run_dir(out_dir, resume)
+        save_yaml(config, out_dir / CONFIG_NAME)
     pos_weight = emotion_pos_weight(train.emotion).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     steps_per_epoch = len(train.batch_indices(train_cfg.batch_size, rank=context.rank, world=context.world))
