@@ -150,6 +150,13 @@ def test_removing_mtl_trains_one_single_task_model_per_task(registry, signature)
         assert set(model(*random_inputs(signature)).predictions) == {task}
 
 
+@pytest.mark.parametrize("select,sa_select,er_select", [("WA_mean", "loss", "WA_mean"), ("Corr", "Corr", "loss")])
+def test_each_single_task_model_selects_on_its_own_metric(registry, select, sa_select, er_select):
+    values = {**SMALL, "train": {"select": select}}
+    parts = plan_variants(values, ["mtl"], [], {}, registry).variants[1].parts
+    assert parts["sa"].train.select == sa_select and parts["er"].train.select == er_select
+
+
 def test_removing_mtl_on_data_without_emotion_labels_fails_before_training(registry, tiny_mosi):
     with pytest.raises(UsageError, match=f"--remove mtl: {tiny_mosi} has no emotion labels"):
         plan_variants({**SMALL, "data": str(tiny_mosi)}, ["mtl"], [], {}, registry)

@@ -28,6 +28,7 @@ from mmolre_cli.config import (
 from mmolre_cli.errors import UsageError
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.profiling.shapes import read_shapes
+from mmolre_cli.training.schedule import selectable_metrics
 
 #: The part name of a variant trained as one model; ``mtl`` trains one part per task instead.
 WHOLE = "all"
@@ -154,6 +155,16 @@ def _with_model(config: RunConfig, model: ModelConfig) -> RunConfig:
     return dataclasses.replace(config, model=model)
 
 
+def _selection_for(config: RunConfig, task: str) -> RunConfig:
+    """A single-task part keeps the full model's ``train.select`` when it is a metric of ``task`` (or the
+    total loss), and otherwise selects on its own loss."""
+    sentiment_only = set(selectable_metrics(["sa"], [])) - {"loss"}
+    select = config.train.select
+    if select == "loss" or (select in sentiment_only) == (task == "sa"):
+        return config
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, select="loss"))
+
+
 def plan_variants(
     values: dict[str, Any],
     removals: list[str],
@@ -177,6 +188,7 @@ def plan_variants(
     variants: list[Variant] = []
     for name in removals:
         parts = {part: _with_model(full, model) for part, model in REMOVALS[name].apply(full.model).items()}
+        parts = {part: config if part == WHOLE else _selection_for(config, part) for part, config in parts.items()}
         if parts == {WHOLE: full}:
             notes.append(f"--remove {name}: skipped, the full model already runs without it")
             continue

@@ -61,15 +61,15 @@ class ConvExpertBank(nn.Module):
         batch, length, _ = windows.shape
         n, h, width = self.n_experts, self.hidden, self.down_weight.shape[2]
         kept, chosen = weights.topk(routed, dim=-1)  # b k
-        # Per expert, the first layer as a (k d) × h matrix; gathered per utterance: b k (k d) h.
-        up = self.up.weight.view(n, h, width, 3).permute(0, 3, 2, 1).reshape(n, -1)
-        up = F.embedding(chosen, up).view(batch, routed, 3 * width, h).transpose(1, 2).reshape(batch, 3 * width, -1)
-        up_bias = F.embedding(chosen, self.up.bias.view(n, h)).view(batch, 1, -1)
-        hidden = self.dropout(self.activation(torch.bmm(windows, up) + up_bias))
-        hidden = (hidden.view(batch, length, routed, h) * kept[:, None, :, None]).view(batch, length, -1)
+        # Hidden units come out frames last, (b, k·h, t), so that every gathered weight is used as laid out.
+        up = self.up.weight.view(n, h, width, 3).transpose(2, 3).reshape(n, -1)  # per expert h × (3·d)
+        up = F.embedding(chosen, up).view(batch, routed * h, 3 * width)
+        up_bias = F.embedding(chosen, self.up.bias.view(n, h)).view(batch, -1, 1)
+        hidden = self.dropout(self.activation(torch.baddbmm(up_bias, up, windows.contiguous().transpose(1, 2))))
+        hidden = (hidden.view(batch, routed, h, length) * kept[:, :, None, None]).view(batch, -1, length)
         down = F.embedding(chosen, self.down_weight.view(n, -1)).view(batch, routed * h, width)
         down_bias = torch.bmm(kept[:, None, :], F.embedding(chosen, self.down_bias))  # b 1 d
-        return torch.bmm(hidden, down) + down_bias
+        return torch.bmm(hidden.transpose(1, 2), down) + down_bias
 
 
 def runs_routed_only(n_experts: int, routed: int, hidden: int, length: int) -> bool:
