@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import itertools
 import re
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from mmolre_cli.config import (
     RunConfig,
     build_config,
     check_components,
+    did_you_mean,
     parse_list,
     set_path,
 )
@@ -106,8 +106,7 @@ def parse_names(values: list[str], option: str, valid: tuple[str, ...]) -> list[
     for value in values:
         for name in parse_list(value, option):
             if name not in valid:
-                close = difflib.get_close_matches(name, valid, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(name, valid)
                 raise UsageError(f"{option}: unknown name {name!r} (valid: {', '.join(valid)}){hint}")
             if name not in names:
                 names.append(name)
@@ -120,8 +119,7 @@ def grid_path(key: str) -> tuple[str, ...]:
         return ALIASES[key]
     if key.startswith(("model.", "train.")) and all(key.split(".")):
         return tuple(key.split("."))
-    close = difflib.get_close_matches(key, list(ALIASES), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(key, list(ALIASES))
     raise UsageError(
         f"--grid: unknown key {key!r} (valid: {', '.join(ALIASES)}, or a dotted path such as model.balance_coef){hint}"
     )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from mmolre_cli.config import did_you_mean
 from mmolre_cli.errors import MmolreError, UsageError
 from mmolre_cli.plugins.contracts import PluginError, check_factory
 
@@ -98,6 +98,4 @@ def _reporting(factory: Callable, who: str) -> Callable:
 
 def unknown_choice(what: str, value: object, valid: list[str]) -> str:
     """The one-line message for a value that is not among ``valid``, suggesting the closest one."""
-    close = difflib.get_close_matches(str(value), valid, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"{what}: unknown value {value!r} (valid: {', '.join(valid)}){hint}"
+    return f"{what}: unknown value {value!r} (valid: {', '.join(valid)}){did_you_mean(value, valid)}"

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 import itertools
 from typing import Any
 
-from mmolre_cli.config import ALIASES, set_path
+from mmolre_cli.config import ALIASES, did_you_mean, set_path
 from mmolre_cli.errors import UsageError
 
 
@@ -20,8 +19,7 @@ def parse_compare(values: list[str]) -> list[tuple[str, list[str]]]:
         if not sep or not choices:
             raise UsageError(f"--compare: expected KEY=V1,V2,..., got {value!r}")
         if key not in ALIASES:
-            close = difflib.get_close_matches(key, list(ALIASES), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(key, list(ALIASES))
             raise UsageError(f"--compare: unknown key {key!r} (valid: {', '.join(ALIASES)}){hint}")
         if any(key == seen for seen, _ in axes):
             raise UsageError(f"--compare: key {key!r} given twice; list all its values once")
