@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import os
+from pathlib import Path
+
 import pytest
 
-from mmolre_cli.atomic import atomic_path
+from mmolre_cli.atomic import WriteError, atomic_path, save_figure
+from mmolre_cli.config import RunConfig, save_yaml
 
 
 def test_success_replaces_the_file_and_leaves_no_temporary(tmp_path):
@@ -24,3 +29,26 @@ def test_an_error_keeps_the_old_content_and_removes_the_temporary(tmp_path):
         raise RuntimeError("disk full")
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+
+def _disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_failed_config_or_plot_write_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    config, plot = tmp_path / "config.yaml", tmp_path / "plot.png"
+    config.write_text("old")
+    plot.write_bytes(b"old")
+    monkeypatch.setattr(Path, "write_text", _disk_full)
+    with pytest.raises(WriteError, match=f"{config}: cannot write: No space left on device"):
+        save_yaml(RunConfig(), config)
+    figure = Figure()
+    FigureCanvasAgg(figure)
+    monkeypatch.setattr(figure, "savefig", _disk_full)
+    with pytest.raises(WriteError, match=f"{plot}: cannot write: No space left on device"):
+        save_figure(figure, plot, dpi=50)
+    assert config.read_text() == "old" and plot.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "plot.png"]
