@@ -19,3 +19,9 @@ class DataError(MmolreError):
 
 class CheckpointError(MmolreError):
     """A checkpoint or run directory that cannot be used as asked."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (libraries often add pages of advice), or its class name."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

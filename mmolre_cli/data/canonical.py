@@ -29,7 +29,7 @@ import numpy as np
 
 from mmolre_cli import __version__
 from mmolre_cli.atomic import atomic_path
-from mmolre_cli.errors import DataError, UsageError
+from mmolre_cli.errors import DataError, UsageError, first_line
 
 FORMAT = "mmolre-canonical/1"
 SPLITS = ("train", "valid", "test")
@@ -307,8 +307,7 @@ def open_hdf5(path: Path, src: str) -> Iterator[h5py.File]:
         with h5py.File(path, "r") as f:
             yield f
     except (OSError, RuntimeError) as e:  # raised from deep inside h5py, sometimes as RuntimeError
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(f"{src}: unreadable HDF5 file (truncated or corrupt?): {reason}") from e
+        raise DataError(f"{src}: unreadable HDF5 file (truncated or corrupt?): {first_line(e)}") from e
 
 
 def read_canonical(path: str | os.PathLike, *, splits: Iterable[str] = SPLITS) -> CanonicalData:

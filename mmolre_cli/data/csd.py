@@ -29,7 +29,7 @@ import h5py
 import numpy as np
 
 from mmolre_cli.data.canonical import EMOTION_RANGE, MOSEI_EMOTIONS, SENTIMENT_RANGE, SPLITS, CanonicalData, Split
-from mmolre_cli.errors import DataError, UsageError
+from mmolre_cli.errors import DataError, UsageError, first_line
 
 #: Label columns per dataset: sentiment, then the MOSEI emotions in MOSEI_EMOTIONS order.
 LABEL_COLUMNS = {"mosi": 1, "mosei": 1 + len(MOSEI_EMOTIONS)}
@@ -49,7 +49,7 @@ class Sequence:
             f = stack.enter_context(h5py.File(path, "r"))
             roots = [key for key in f if isinstance(f[key], h5py.Group)]
         except (OSError, RuntimeError) as e:
-            raise DataError(f"{path}: unreadable HDF5 file (truncated or corrupt?): {_first_line(e)}") from None
+            raise DataError(f"{path}: unreadable HDF5 file (truncated or corrupt?): {first_line(e)}") from None
         if len(roots) != 1:
             raise DataError(f"{path}: /: expected one root group named after the sequence, found {len(roots)}")
         self.name = roots[0]
@@ -81,7 +81,7 @@ class Sequence:
             x = self._dataset(vid, "features")[()]
             t = self._dataset(vid, "intervals")[()]
         except (OSError, RuntimeError) as e:
-            raise DataError(f"{self.src}: {where}: unreadable (truncated file?): {_first_line(e)}") from None
+            raise DataError(f"{self.src}: {where}: unreadable (truncated file?): {first_line(e)}") from None
         if x.ndim != 2 or x.dtype.kind not in "fiu":
             raise DataError(f"{self.src}: {where}/features: expected numbers (n, dim), got {x.dtype} {x.shape}")
         if t.shape != (len(x), 2) or t.dtype.kind not in "fiu":
@@ -94,10 +94,6 @@ class Sequence:
                 f"{self.src}: {where}/features: feature dim {x.shape[1]} differs from {self._dim[0]}'s {self._dim[1]}"
             )
         return x, t
-
-
-def _first_line(e: Exception) -> str:
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 def align(features: np.ndarray, intervals: np.ndarray, words: np.ndarray) -> np.ndarray:
@@ -148,7 +144,7 @@ def load_folds(path: str | os.PathLike, dataset: str) -> dict[str, list[str]]:
     try:
         obj = json.loads(path.read_text("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: not a JSON file ({_first_line(e)})") from None
+        raise DataError(f"{path}: not a JSON file ({first_line(e)})") from None
     where = ""
     if isinstance(obj, dict) and "datasets" in obj:
         where = f"datasets/{dataset}/"

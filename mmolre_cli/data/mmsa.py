@@ -35,7 +35,7 @@ from mmolre_cli.data.canonical import (
     CanonicalData,
     Split,
 )
-from mmolre_cli.errors import DataError
+from mmolre_cli.errors import DataError, first_line
 
 try:
     from numpy._core import multiarray as _multiarray
@@ -147,8 +147,7 @@ def load_pickle(path: str | os.PathLike) -> tuple[object, str]:
         raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
     except Exception as e:
         # Only allow-listed callables can run, so whatever else fails is a damaged or foreign file.
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(f"{path}: not a pickle, or truncated ({reason})") from None
+        raise DataError(f"{path}: not a pickle, or truncated ({first_line(e)})") from None
     return obj, digest.hexdigest()
 
 

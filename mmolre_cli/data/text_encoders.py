@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmolre_cli.errors import DataError, UsageError
+from mmolre_cli.errors import DataError, UsageError, first_line
 
 
 class HFTextEncoder:
@@ -36,8 +36,7 @@ class HFTextEncoder:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
             self.model = transformers.AutoModel.from_pretrained(path, local_files_only=True).eval()
         except (OSError, ValueError) as e:
-            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise DataError(f"{path}: cannot load a model and tokenizer: {reason}") from None
+            raise DataError(f"{path}: cannot load a model and tokenizer: {first_line(e)}") from None
         # Padding must follow the tokens: the canonical layout has zeros after each length.
         self.tokenizer.padding_side = "right"
         self.batch_size = batch_size

@@ -14,7 +14,7 @@ from torch import nn
 
 from mmolre_cli.config import build_config
 from mmolre_cli.data.canonical import read_canonical
-from mmolre_cli.errors import CheckpointError, DataError, MmolreError, UsageError
+from mmolre_cli.errors import CheckpointError, DataError, MmolreError, UsageError, first_line
 from mmolre_cli.model import DataSignature
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.training.batches import TensorSplit
@@ -127,8 +127,7 @@ def download_run(run_id: str, tracking_uri: str, destination: Path) -> Path:
                 dst_path=str(seed_dir(destination, int(child.data.params["train.seed"]))), tracking_uri=tracking_uri,
             )  # fmt: skip
     except (MlflowException, OSError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"MLflow run {run_id} at {tracking_uri}: {first}") from None
+        raise CheckpointError(f"MLflow run {run_id} at {tracking_uri}: {first_line(error)}") from None
     write_json_atomic({"seeds": seeds}, destination / SEEDS_NAME)
     return destination
 
