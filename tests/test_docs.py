@@ -7,11 +7,13 @@ import importlib.util
 import inspect
 from pathlib import Path
 
+import numpy as np
 import pluggy
 import pytest
 import typer
 
 from mmolre_cli.cli.app import app
+from mmolre_cli.data.canonical import read_canonical, write_canonical
 from mmolre_cli.metrics import MER_SUMMARY, MSA_METRICS
 from mmolre_cli.plugins import KINDS, hookspecs
 from mmolre_cli.plugins.contracts import CONTRACTS
@@ -143,3 +145,17 @@ def test_metrics_md_defines_every_reported_metric():
 def test_architecture_md_places_every_plugin_kind():
     text = (DOCS / "architecture.md").read_text()
     assert [kind for kind in KINDS if f"`{kind}`" not in text] == []
+
+
+def test_every_experimental_design_of_ablations_md_generates_a_canonical_file(tmp_path):
+    spec = importlib.util.spec_from_file_location("factor_designs", DOCS / "experiments" / "factor_designs.py")
+    designs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(designs)
+    text = (DOCS / "ablations.md").read_text()
+    for name, design in designs.DESIGNS.items():
+        assert f"**{name}**" in text, name
+        path = write_canonical(designs.generate(name, scale=0.01, seq_len=12), tmp_path / f"{name}.h5")
+        train = read_canonical(path).splits["train"]
+        labelled = np.isfinite(train.emotion).all(-1).mean()
+        assert labelled == pytest.approx(design.get("known", 1.0), abs=0.01), name
+        assert np.abs(train.sentiment).max() <= 3

@@ -1,0 +1,171 @@
+"""Generate the MOSEI-shaped files of the third round of docs/ablations.md (not part of the package).
+
+    python docs/experiments/factor_designs.py M1 --scale 0.1 --seq-len 20 --out m1.h5
+
+Every design is a table of hidden factors, each a standard normal with a weight on sentiment, a
+weight on each emotion and a visibility per modality, as in ``mmolre_cli.data.synthetic``; labels,
+prevalences, carrier frames, nuisance offsets and padding follow that generator. What a design can
+change: per-modality frame noise (``step_noise``), the label noises, the fraction of training clips
+that keep their emotion labels (``known``), and *intensity* factors, shown by each carrier frame
+with a random sign so that only a per-frame magnitude recovers them.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from mmolre_cli.data.canonical import MOSEI_EMOTIONS, SPLITS, CanonicalData, Split, write_canonical
+
+DIMS = {"text": 768, "audio": 74, "vision": 35}
+SIZES = (16326, 1871, 4659)
+PREVALENCE = np.array([0.54, 0.25, 0.21, 0.10, 0.17, 0.08])
+
+
+def factor(sentiment: float, emotions: dict[str, float], visibility: dict[str, float], intensity: bool = False) -> dict:
+    return {
+        "sentiment": sentiment,
+        "emotions": [emotions.get(e, 0.0) for e in MOSEI_EMOTIONS],
+        "visibility": visibility,
+        "intensity": intensity,
+    }
+
+
+# M: every factor linear; valence, the largest weight of both tasks, is seen well only in text.
+_M_FACTORS = {
+    "valence": factor(
+        1.0,
+        {"happy": 1.0, "sad": -0.9, "anger": -0.7, "surprise": 0.4, "disgust": -0.7, "fear": -0.6},
+        {"text": 0.8, "audio": 0.15, "vision": 0.15},
+    ),
+    "opinion": factor(0.4, {}, {"text": 0.6, "audio": 0.1, "vision": 0.1}),
+    "appraisal": factor(0.3, {}, {"text": 0.2, "vision": 0.6}),
+    "arousal": factor(
+        0, {"anger": 0.4, "surprise": 0.4, "fear": 0.3, "sad": -0.2}, {"text": 0.1, "audio": 0.8, "vision": 0.3}
+    ),
+    "novelty": factor(0, {"surprise": 0.5, "happy": 0.2}, {"text": 0.1, "audio": 0.2, "vision": 0.8}),
+    "threat": factor(0, {"fear": 0.5, "sad": 0.3}, {"text": 0.1, "audio": 0.5, "vision": 0.6}),
+    "hostility": factor(0, {"anger": 0.4, "disgust": 0.4}, {"text": 0.1, "audio": 0.5, "vision": 0.7}),
+    "irony": factor(0.4, {"happy": -0.5, "sad": 0.4, "disgust": 0.4}, {"text": 0.6, "audio": 0.1, "vision": 0.2}),
+}
+# D1: sentiment-only and emotion-only factors are intensities in audio and vision; 10 % emotion labels.
+_D1_FACTORS = {
+    "valence": factor(
+        1.0,
+        {"happy": 1.2, "sad": -1.0, "anger": -0.8, "surprise": 0.5, "disgust": -0.8, "fear": -0.7},
+        {"text": 0.7, "audio": 0.1, "vision": 0.1},
+    ),
+    "opinion": factor(0.6, {}, {"text": 0.2, "audio": 1.0, "vision": 0.6}, intensity=True),
+    "appraisal": factor(0.5, {}, {"text": 0.2, "audio": 0.5, "vision": 1.0}, intensity=True),
+    "arousal": factor(
+        0,
+        {"anger": 0.4, "surprise": 0.4, "fear": 0.3, "sad": -0.3},
+        {"text": 0.1, "audio": 1.0, "vision": 0.4},
+        intensity=True,
+    ),
+    "novelty": factor(0, {"surprise": 0.5, "happy": 0.2}, {"text": 0.1, "audio": 0.3, "vision": 1.0}, intensity=True),
+    "threat": factor(0, {"fear": 0.5, "sad": 0.3}, {"text": 0.1, "audio": 0.6, "vision": 0.8}, intensity=True),
+    "hostility": factor(0, {"anger": 0.4, "disgust": 0.4}, {"text": 0.1, "audio": 0.5, "vision": 1.0}, intensity=True),
+    "irony": factor(0.4, {"happy": -0.5, "sad": 0.4, "disgust": 0.4}, {"text": 0.8, "audio": 0.2, "vision": 0.2}),
+}
+_M = {"factors": _M_FACTORS, "sentiment_noise": 0.5, "emotion_noise": 0.5, "observation_noise": 0.6}
+DESIGNS = {
+    "M1": {**_M, "step_noise": {"text": 3.0}},
+    "M2": {**_M, "step_noise": {"text": 5.0}},
+    "M1-30": {**_M, "step_noise": {"text": 3.0}, "known": 0.3},
+    "D1": {
+        "factors": _D1_FACTORS,
+        "sentiment_noise": 0.6,
+        "emotion_noise": 0.5,
+        "observation_noise": 0.6,
+        "known": 0.1,
+    },
+}
+
+
+def _standardise(a: np.ndarray) -> np.ndarray:
+    return (a - a.mean(0)) / a.std(0)
+
+
+def generate(name: str, scale: float, seq_len: int, seed: int = 0) -> CanonicalData:
+    design = DESIGNS[name]
+    factors = list(design["factors"].values())
+    sizes = [max(8, round(n * scale)) for n in SIZES]
+    n, k = sum(sizes), len(factors)
+    clip_seed, mix_seed, *modality_seeds = np.random.SeedSequence(seed).spawn(2 + len(DIMS))
+    rng, mixing = np.random.default_rng(clip_seed), np.random.default_rng(mix_seed)
+    z = rng.standard_normal((n, k)).astype(np.float32)
+    intensity = np.array([f["intensity"] for f in factors])
+    shown = z.copy()
+    shown[:, intensity] = np.abs(z[:, intensity])
+    label_factors = z.copy()  # intensities standardised from their half-normal magnitude
+    label_factors[:, intensity] = (shown[:, intensity] - np.sqrt(2 / np.pi)) / np.sqrt(1 - 2 / np.pi)
+
+    sentiment_weights = np.array([f["sentiment"] for f in factors], np.float32)
+    emotion_weights = np.array([f["emotions"] for f in factors], np.float32)
+    noise = design["sentiment_noise"] * rng.standard_normal(n).astype(np.float32)
+    sentiment = _standardise(label_factors @ sentiment_weights + noise)
+    sentiment = np.round(np.clip(1.5 * sentiment, -3, 3) * 3) / 3 + np.float32(0)
+    noise = design["emotion_noise"] * rng.standard_normal((n, len(MOSEI_EMOTIONS))).astype(np.float32)
+    score = _standardise(label_factors @ emotion_weights + noise)
+    threshold = np.quantile(score, 1 - PREVALENCE, axis=0).diagonal().astype(np.float32)
+    emotion = np.clip(np.ceil((score - threshold) * 3) / 3, 0, 3).astype(np.float32)
+    known = design.get("known", 1.0)
+    if known < 1:
+        emotion[rng.permutation(sizes[0])[max(1, round(known * sizes[0])) :]] = np.nan
+
+    lengths = rng.integers(min(10, seq_len), seq_len + 1, size=n).astype(np.int32)
+    valid = (np.arange(seq_len)[None] < lengths[:, None]).astype(np.float32)
+    carrier = (rng.random((n, seq_len)) < 0.3) & (valid > 0)
+    carrier[np.arange(n), (rng.random(n) * lengths).astype(int)] = True
+    polarity = np.where(rng.random((n, seq_len, k)) < 0.5, -1.0, 1.0).astype(np.float32)
+    polarity[:, :, ~intensity] = 1.0
+    frame_factors = polarity * carrier[:, :, None]  # n t k: sign and presence of every factor per frame
+    features = {}
+    for (m, dim), modality_seed in zip(DIMS.items(), modality_seeds, strict=True):
+        r = np.random.default_rng(modality_seed)
+        visibility = np.array([f["visibility"].get(m, 0.0) for f in factors], np.float32)
+        projection = mixing.standard_normal((k, dim)).astype(np.float32) / np.sqrt(k)
+        nuisance = mixing.standard_normal((4, dim)).astype(np.float32) / 2
+        observed = shown * visibility + design["observation_noise"] * r.standard_normal(shown.shape).astype(np.float32)
+        x = (
+            (r.random((n, seq_len, dim), dtype=np.float32) - 0.5)
+            * np.sqrt(12)
+            * design.get("step_noise", {}).get(m, 1.0)
+        )
+        x += np.einsum("ntk,kd->ntd", observed[:, None, :] * frame_factors, projection)
+        x += (r.standard_normal((n, 4)).astype(np.float32) @ nuisance)[:, None]
+        features[m] = (x * valid[:, :, None]).astype(np.float32)
+
+    ids = np.char.mod("synthetic_mosei_%05d$_$0", np.arange(n))
+    bounds = np.cumsum([0, *sizes])
+    splits = {
+        name: Split(
+            ids=ids[a:b],
+            features={m: x[a:b] for m, x in features.items()},
+            lengths={m: lengths[a:b].copy() for m in features},
+            sentiment=sentiment[a:b],
+            emotion=emotion[a:b],
+        )
+        for name, a, b in zip(SPLITS, bounds[:-1], bounds[1:], strict=True)
+    }
+    return CanonicalData(
+        dataset="synthetic-mosei",
+        source="synthetic",
+        modalities=list(DIMS),
+        emotions=list(MOSEI_EMOTIONS),
+        splits=splits,
+        options={"design": name, "scale": scale, "seed": seed, "seq_len": seq_len},
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("design", choices=DESIGNS)
+    parser.add_argument("--scale", type=float, default=0.1)
+    parser.add_argument("--seq-len", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    write_canonical(generate(args.design, args.scale, args.seq_len, args.seed), args.out, force=True)
