@@ -16,7 +16,8 @@ import argparse
 
 import numpy as np
 
-from mmolre_cli.data.canonical import MOSEI_EMOTIONS, SPLITS, CanonicalData, Split, write_canonical
+from mmolre_cli.data.canonical import MOSEI_EMOTIONS, CanonicalData, write_canonical
+from mmolre_cli.data.synthetic import split_clips
 
 DIMS = {"text": 768, "audio": 74, "vision": 35}
 SIZES = (16326, 1871, 4659)
@@ -138,24 +139,12 @@ def generate(name: str, scale: float, seq_len: int, seed: int = 0) -> CanonicalD
         x += (r.standard_normal((n, 4)).astype(np.float32) @ nuisance)[:, None]
         features[m] = (x * valid[:, :, None]).astype(np.float32)
 
-    ids = np.char.mod("synthetic_mosei_%05d$_$0", np.arange(n))
-    bounds = np.cumsum([0, *sizes])
-    splits = {
-        name: Split(
-            ids=ids[a:b],
-            features={m: x[a:b] for m, x in features.items()},
-            lengths={m: lengths[a:b].copy() for m in features},
-            sentiment=sentiment[a:b],
-            emotion=emotion[a:b],
-        )
-        for name, a, b in zip(SPLITS, bounds[:-1], bounds[1:], strict=True)
-    }
     return CanonicalData(
         dataset="synthetic-mosei",
         source="synthetic",
         modalities=list(DIMS),
         emotions=list(MOSEI_EMOTIONS),
-        splits=splits,
+        splits=split_clips("mosei", sizes, features, lengths, sentiment, emotion),
         options={"design": name, "scale": scale, "seed": seed, "seq_len": seq_len},
     )
 

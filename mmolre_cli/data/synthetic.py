@@ -185,9 +185,29 @@ def _generate(like: str, scale: float, seed: int, seq_len: int | None) -> tuple[
         for (m, dim), ms in zip(shape["dims"].items(), modality_seeds, strict=True)
     }
 
-    ids = np.char.mod(f"synthetic_{like}_%05d$_$0", np.arange(n))
+    data = CanonicalData(
+        dataset=f"synthetic-{like}",
+        source="synthetic",
+        modalities=list(shape["dims"]),
+        emotions=list(MOSEI_EMOTIONS),
+        splits=split_clips(like, sizes, features, lengths, sentiment, emotion),
+        options={"like": like, "scale": scale, "seed": seed, "seq_len": seq_len},
+    )
+    return data, factors
+
+
+def split_clips(
+    like: str,
+    sizes: list[int],
+    features: dict[str, np.ndarray],
+    lengths: np.ndarray,
+    sentiment: np.ndarray,
+    emotion: np.ndarray,
+) -> dict[str, Split]:
+    """Generated clips, in order, cut into SPLITS of ``sizes``; ids ``synthetic_<like>_<index>$_$0``."""
+    ids = np.char.mod(f"synthetic_{like}_%05d$_$0", np.arange(sum(sizes)))
     bounds = np.cumsum([0, *sizes])
-    splits = {
+    return {
         name: Split(
             ids=ids[a:b],
             features={m: x[a:b] for m, x in features.items()},
@@ -197,15 +217,6 @@ def _generate(like: str, scale: float, seed: int, seq_len: int | None) -> tuple[
         )
         for name, a, b in zip(SPLITS, bounds[:-1], bounds[1:], strict=True)
     }
-    data = CanonicalData(
-        dataset=f"synthetic-{like}",
-        source="synthetic",
-        modalities=list(shape["dims"]),
-        emotions=list(MOSEI_EMOTIONS),
-        splits=splits,
-        options={"like": like, "scale": scale, "seed": seed, "seq_len": seq_len},
-    )
-    return data, factors
 
 
 def generate_synthetic(
