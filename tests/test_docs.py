@@ -14,6 +14,7 @@ import typer
 
 from mmolre_cli.cli.app import app
 from mmolre_cli.data.canonical import read_canonical, write_canonical
+from mmolre_cli.data.synthetic import generate_synthetic
 from mmolre_cli.metrics import MER_SUMMARY, MSA_METRICS
 from mmolre_cli.plugins import KINDS, hookspecs
 from mmolre_cli.plugins.contracts import CONTRACTS
@@ -159,3 +160,12 @@ def test_every_experimental_design_of_ablations_md_generates_a_canonical_file(tm
         labelled = np.isfinite(train.emotion).all(-1).mean()
         assert labelled == pytest.approx(design.get("known", 1.0), abs=0.01), name
         assert np.abs(train.sentiment).max() <= 3
+
+
+def test_the_linear_readout_of_ablations_md_learns_more_from_more_clips():
+    spec = importlib.util.spec_from_file_location("linear_readout", DOCS / "experiments" / "linear_readout.py")
+    readout = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(readout)
+    correlations = readout.readout(generate_synthetic("mosei", 0.01, 0, 8), sizes=(12, 163))
+    assert set(correlations) == {"sentiment", "happy"}
+    assert correlations["sentiment"][163] > max(0.4, correlations["sentiment"][12])

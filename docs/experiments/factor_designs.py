@@ -70,11 +70,28 @@ _D1_FACTORS = {
     "hostility": factor(0, {"anger": 0.4, "disgust": 0.4}, {"text": 0.1, "audio": 0.5, "vision": 1.0}, intensity=True),
     "irony": factor(0.4, {"happy": -0.5, "sad": 0.4, "disgust": 0.4}, {"text": 0.8, "audio": 0.2, "vision": 0.2}),
 }
+# S: three intensities in audio and vision that both tasks use, with other weights per task.
+_S_FACTORS = {
+    "valence": factor(
+        1.0,
+        {"happy": 0.8, "sad": -0.7, "anger": -0.5, "surprise": 0.3, "disgust": -0.5, "fear": -0.4},
+        {"text": 0.8, "audio": 0.15, "vision": 0.15},
+    ),
+    "engagement": factor(
+        0.6, {"happy": 0.5, "anger": 0.4, "surprise": 0.5}, {"audio": 1.0, "vision": 0.5}, intensity=True
+    ),
+    "tension": factor(-0.6, {"sad": 0.5, "fear": 0.6, "anger": 0.3}, {"audio": 0.6, "vision": 1.0}, intensity=True),
+    "warmth": factor(
+        0.5, {"happy": 0.4, "disgust": -0.5, "anger": -0.3}, {"audio": 0.8, "vision": 0.8}, intensity=True
+    ),
+    "irony": factor(0.4, {"happy": -0.5, "sad": 0.4, "disgust": 0.4}, {"text": 0.6, "audio": 0.1, "vision": 0.2}),
+}
 _M = {"factors": _M_FACTORS, "sentiment_noise": 0.5, "emotion_noise": 0.5, "observation_noise": 0.6}
 DESIGNS = {
     "M1": {**_M, "step_noise": {"text": 3.0}},
     "M2": {**_M, "step_noise": {"text": 5.0}},
     "M1-30": {**_M, "step_noise": {"text": 3.0}, "known": 0.3},
+    "S1": {"factors": _S_FACTORS, "sentiment_noise": 0.5, "emotion_noise": 0.5, "observation_noise": 0.6},
     "D1": {
         "factors": _D1_FACTORS,
         "sentiment_noise": 0.6,
@@ -83,6 +100,7 @@ DESIGNS = {
         "known": 0.1,
     },
 }
+DESIGNS["D1-all"] = {**DESIGNS["D1"], "known": 1.0}
 
 
 def _standardise(a: np.ndarray) -> np.ndarray:
