@@ -23,14 +23,15 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 
 
-def load_gen_cli():
-    spec = importlib.util.spec_from_file_location("gen_cli", DOCS / "gen_cli.py")
+def load_script(path: Path):
+    """A script under docs/ (not a package module), imported from its file."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-gen_cli = load_gen_cli()
+gen_cli = load_script(DOCS / "gen_cli.py")
 
 
 def hook_signatures(specs: object, project: str = hookspecs.PROJECT) -> dict[str, str]:
@@ -149,9 +150,7 @@ def test_architecture_md_places_every_plugin_kind():
 
 
 def test_every_experimental_design_of_ablations_md_generates_a_canonical_file(tmp_path):
-    spec = importlib.util.spec_from_file_location("factor_designs", DOCS / "experiments" / "factor_designs.py")
-    designs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(designs)
+    designs = load_script(DOCS / "experiments" / "factor_designs.py")
     text = (DOCS / "ablations.md").read_text()
     for name, design in designs.DESIGNS.items():
         assert f"**{name}**" in text, name
@@ -163,9 +162,7 @@ def test_every_experimental_design_of_ablations_md_generates_a_canonical_file(tm
 
 
 def test_the_linear_readout_of_ablations_md_learns_more_from_more_clips():
-    spec = importlib.util.spec_from_file_location("linear_readout", DOCS / "experiments" / "linear_readout.py")
-    readout = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(readout)
+    readout = load_script(DOCS / "experiments" / "linear_readout.py")
     correlations = readout.readout(generate_synthetic("mosei", 0.01, 0, 8), sizes=(12, 163))
     assert set(correlations) == {"sentiment", "happy"}
     assert correlations["sentiment"][163] > max(0.4, correlations["sentiment"][12])
