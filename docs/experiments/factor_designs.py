@@ -101,6 +101,14 @@ DESIGNS = {
     },
 }
 DESIGNS["D1-all"] = {**DESIGNS["D1"], "known": 1.0}
+# S2: S1 with the intensities twice as visible, so that each carrier frame shows them clearly.
+DESIGNS["S2"] = {
+    **DESIGNS["S1"],
+    "factors": {
+        name: {**f, "visibility": {m: 2 * v for m, v in f["visibility"].items()}} if f["intensity"] else f
+        for name, f in _S_FACTORS.items()
+    },
+}
 
 
 def _standardise(a: np.ndarray) -> np.ndarray:
