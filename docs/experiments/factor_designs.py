@@ -17,11 +17,18 @@ import argparse
 import numpy as np
 
 from mmolre_cli.data.canonical import MOSEI_EMOTIONS, CanonicalData, write_canonical
-from mmolre_cli.data.synthetic import split_clips
+from mmolre_cli.data.synthetic import (
+    _CARRIER_RATE,
+    _MIN_LENGTH,
+    _NUISANCE_DIM,
+    _PREVALENCE,
+    _SHAPES,
+    _standardise,
+    split_clips,
+)
 
-DIMS = {"text": 768, "audio": 74, "vision": 35}
-SIZES = (16326, 1871, 4659)
-PREVALENCE = np.array([0.54, 0.25, 0.21, 0.10, 0.17, 0.08])
+# The shipped generator's MOSEI shapes, prevalences and frame structure, so that only the factors differ.
+DIMS, SIZES = _SHAPES["mosei"]["dims"], _SHAPES["mosei"]["sizes"]
 
 
 def factor(sentiment: float, emotions: dict[str, float], visibility: dict[str, float], intensity: bool = False) -> dict:
@@ -111,10 +118,6 @@ DESIGNS["S2"] = {
 }
 
 
-def _standardise(a: np.ndarray) -> np.ndarray:
-    return (a - a.mean(0)) / a.std(0)
-
-
 def generate(name: str, scale: float, seq_len: int, seed: int = 0) -> CanonicalData:
     design = DESIGNS[name]
     factors = list(design["factors"].values())
@@ -136,15 +139,15 @@ def generate(name: str, scale: float, seq_len: int, seed: int = 0) -> CanonicalD
     sentiment = np.round(np.clip(1.5 * sentiment, -3, 3) * 3) / 3 + np.float32(0)
     noise = design["emotion_noise"] * rng.standard_normal((n, len(MOSEI_EMOTIONS))).astype(np.float32)
     score = _standardise(label_factors @ emotion_weights + noise)
-    threshold = np.quantile(score, 1 - PREVALENCE, axis=0).diagonal().astype(np.float32)
+    threshold = np.quantile(score, 1 - _PREVALENCE, axis=0).diagonal().astype(np.float32)
     emotion = np.clip(np.ceil((score - threshold) * 3) / 3, 0, 3).astype(np.float32)
     known = design.get("known", 1.0)
     if known < 1:
         emotion[rng.permutation(sizes[0])[max(1, round(known * sizes[0])) :]] = np.nan
 
-    lengths = rng.integers(min(10, seq_len), seq_len + 1, size=n).astype(np.int32)
+    lengths = rng.integers(min(_MIN_LENGTH, seq_len), seq_len + 1, size=n).astype(np.int32)
     valid = (np.arange(seq_len)[None] < lengths[:, None]).astype(np.float32)
-    carrier = (rng.random((n, seq_len)) < 0.3) & (valid > 0)
+    carrier = (rng.random((n, seq_len)) < _CARRIER_RATE) & (valid > 0)
     carrier[np.arange(n), (rng.random(n) * lengths).astype(int)] = True
     polarity = np.where(rng.random((n, seq_len, k)) < 0.5, -1.0, 1.0).astype(np.float32)
     polarity[:, :, ~intensity] = 1.0
@@ -154,7 +157,7 @@ def generate(name: str, scale: float, seq_len: int, seed: int = 0) -> CanonicalD
         r = np.random.default_rng(modality_seed)
         visibility = np.array([f["visibility"].get(m, 0.0) for f in factors], np.float32)
         projection = mixing.standard_normal((k, dim)).astype(np.float32) / np.sqrt(k)
-        nuisance = mixing.standard_normal((4, dim)).astype(np.float32) / 2
+        nuisance = mixing.standard_normal((_NUISANCE_DIM, dim)).astype(np.float32) / np.float32(np.sqrt(_NUISANCE_DIM))
         observed = shown * visibility + design["observation_noise"] * r.standard_normal(shown.shape).astype(np.float32)
         x = (
             (r.random((n, seq_len, dim), dtype=np.float32) - 0.5)
@@ -162,7 +165,7 @@ def generate(name: str, scale: float, seq_len: int, seed: int = 0) -> CanonicalD
             * design.get("step_noise", {}).get(m, 1.0)
         )
         x += np.einsum("ntk,kd->ntd", observed[:, None, :] * frame_factors, projection)
-        x += (r.standard_normal((n, 4)).astype(np.float32) @ nuisance)[:, None]
+        x += (r.standard_normal((n, _NUISANCE_DIM)).astype(np.float32) @ nuisance)[:, None]
         features[m] = (x * valid[:, :, None]).astype(np.float32)
 
     return CanonicalData(
