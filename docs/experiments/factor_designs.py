@@ -108,14 +108,33 @@ DESIGNS = {
     },
 }
 DESIGNS["D1-all"] = {**DESIGNS["D1"], "known": 1.0}
-# S2: S1 with the intensities twice as visible, so that each carrier frame shows them clearly.
-DESIGNS["S2"] = {
-    **DESIGNS["S1"],
-    "factors": {
-        name: {**f, "visibility": {m: 2 * v for m, v in f["visibility"].items()}} if f["intensity"] else f
+
+
+def intensities_seen(times: float) -> dict:
+    """The S factors with every intensity ``times`` as visible in each modality."""
+    return {
+        name: {**f, "visibility": {m: times * v for m, v in f["visibility"].items()}} if f["intensity"] else f
         for name, f in _S_FACTORS.items()
+    }
+
+
+# S2: S1 with the intensities twice as visible, so that each carrier frame shows them clearly.
+DESIGNS["S2"] = {**DESIGNS["S1"], "factors": intensities_seen(2)}
+# S3: S2 with noisier emotion labels, so that an emotion-only model learns the intensities from less.
+DESIGNS["S3"] = {**DESIGNS["S2"], "emotion_noise": 1.0}
+# S4: S3 with the intensities 1.5 times as visible as in S1 instead of twice.
+DESIGNS["S4"] = {**DESIGNS["S3"], "factors": intensities_seen(1.5)}
+# S5: S3 plus two sentiment-only intensities, so that the sentiment stream needs features of its own.
+DESIGNS["S5"] = {
+    **DESIGNS["S3"],
+    "factors": {
+        **DESIGNS["S3"]["factors"],
+        "opinion": factor(0.5, {}, {"audio": 2.0, "vision": 1.0}, intensity=True),
+        "appraisal": factor(0.5, {}, {"audio": 1.0, "vision": 2.0}, intensity=True),
     },
 }
+# S6: S5 with emotion label noise between S2's and S3's.
+DESIGNS["S6"] = {**DESIGNS["S5"], "emotion_noise": 0.75}
 
 
 def generate(name: str, scale: float, seq_len: int, seed: int = 0) -> CanonicalData:
