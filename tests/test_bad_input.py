@@ -135,6 +135,8 @@ CASES = [
          "{mosi}: test/features/audio: feature size 5 differs from the checkpoint's 74"),
     case("eval-empty-split", "eval {run} --data {empty_split} --split valid", 1, "{empty_split}: valid: empty split"),
     case("prepare-existing-output", "prepare synthetic --out {mosi} --scale 0.01", 1, "{mosi}: already exists"),
+    case("prepare-emotion-labels", "prepare synthetic --out new.h5 --emotion-labels 0", 2,
+         "--emotion-labels: must be a fraction in (0, 1], got 0.0"),
     case("export-existing-output", "export mmsa {mosi} --out {csv}", 1, "{csv}: already exists"),
     # checkpoints
     case("checkpoint-garbage", "eval {garbage_pt}", 1, "{garbage_pt}: not a readable checkpoint"),

@@ -31,6 +31,25 @@ def test_prepare_synthetic_writes_a_readable_file(runner, tmp_path):
     assert read_canonical(out).dataset.startswith("synthetic")
 
 
+def test_prepare_synthetic_keeps_emotion_labels_on_the_fraction_asked(runner, tmp_path):
+    import numpy as np
+
+    from mmolre_cli.data.canonical import read_canonical
+    from mmolre_cli.data.synthetic import EMOTION_LABELS
+
+    kept = {}
+    for fraction in (None, "1"):
+        out = tmp_path / f"{fraction}.h5"
+        extra = [] if fraction is None else ["--emotion-labels", fraction]
+        args = ["prepare", "synthetic", "--scale", "0.01", "--seq-len", "4", "--out", str(out), *extra]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        data = read_canonical(out)
+        kept[fraction] = (data.options["emotion_labels"], (~np.isnan(data.splits["train"].emotion[:, 0])).mean())
+    assert kept[None] == (EMOTION_LABELS, pytest.approx(EMOTION_LABELS, abs=0.01))
+    assert kept["1"] == (1.0, 1.0)
+
+
 def test_train_then_eval_reproduces_the_test_metrics(runner, tiny_data, tmp_path):
     run_dir = tmp_path / "run"
     result = runner.invoke(app, ["train", "--data", str(tiny_data), *FAST, "--out", str(run_dir), "--no-track"])

@@ -77,7 +77,14 @@ def test_round_trip(tmp_path: Path) -> None:
     with h5py.File(path) as f:
         assert f.attrs["format"] == FORMAT
         assert json.loads(f.attrs["modalities"]) == ["text", "audio", "vision"]
-        assert json.loads(f.attrs["options"]) == {"like": "mosei", "scale": 0.002, "seed": 0, "seq_len": 12}
+        assert json.loads(f.attrs["options"]) == {
+            "like": "mosei",
+            "scale": 0.002,
+            "seed": 0,
+            "seq_len": 12,
+            "emotion_labels": 0.3,
+            "generator": synthetic.GENERATOR,
+        }
         assert f["train/features/text"].chunks is not None and f["train/features/text"].compression is None
     assert list(tmp_path.iterdir()) == [path]
 
@@ -260,7 +267,8 @@ def test_summarize() -> None:
     assert train["features"]["audio"] == [train["size"], 12, 74]
     assert -3 <= train["sentiment"]["min"] <= train["sentiment"]["mean"] <= train["sentiment"]["max"] <= 3
     assert set(train["emotion"]["prevalence"]) == set(MOSEI_EMOTIONS)
-    assert train["sentiment"]["known"] == train["emotion"]["known"] == 1.0
+    assert train["sentiment"]["known"] == 1.0 and train["emotion"]["known"] == pytest.approx(0.3, abs=0.02)
+    assert summary["splits"]["test"]["emotion"]["known"] == 1.0
     json.dumps(summary)
     mosi = summarize(generate_synthetic("mosi", 0.005, seq_len=4))["splits"]["test"]["emotion"]
     assert mosi["known"] == 0 and mosi["prevalence"]["happy"] is None
@@ -287,7 +295,14 @@ def test_synthetic_shapes(like: str, dims: dict[str, int], sizes: tuple[int, ...
     data = generate_synthetic(like, scale=0.01, seed=1)
     assert data.source == "synthetic" and data.modalities == list(dims)
     assert data.emotions == list(MOSEI_EMOTIONS)
-    assert data.options == {"like": like, "scale": 0.01, "seed": 1, "seq_len": 50}
+    assert data.options == {
+        "like": like,
+        "scale": 0.01,
+        "seed": 1,
+        "seq_len": 50,
+        "emotion_labels": synthetic.EMOTION_LABELS,
+        "generator": synthetic.GENERATOR,
+    }
     validate(data, source="generated")
     ids = np.concatenate([s.ids for s in data.splits.values()])
     assert ids[0] == f"synthetic_{like}_00000$_$0" and len(set(ids)) == len(ids)
@@ -324,6 +339,9 @@ def test_synthetic_options_are_checked() -> None:
         generate_synthetic("mosi", scale=0)
     with pytest.raises(UsageError, match="--seq-len"):
         generate_synthetic("mosi", seq_len=0)
+    for fraction in (0, 1.5):
+        with pytest.raises(UsageError, match=r"--emotion-labels: must be a fraction in \(0, 1\]"):
+            generate_synthetic("mosei", 0.001, emotion_labels=fraction)
 
 
 @pytest.fixture(scope="module")
@@ -340,9 +358,23 @@ def test_sentiment_labels(large: tuple[CanonicalData, np.ndarray]) -> None:
     assert 1.3 < sentiment.std() < 1.6
 
 
+def test_a_third_of_training_clips_keep_emotion_labels(large: tuple[CanonicalData, np.ndarray]) -> None:
+    splits = large[0].splits
+    labelled = ~np.isnan(splits["train"].emotion)
+    # A clip keeps all its emotion labels or none.
+    assert np.array_equal(labelled.all(axis=1), labelled.any(axis=1))
+    assert abs(labelled[:, 0].mean() - 0.3) < 0.01
+    assert not np.isnan(splits["valid"].emotion).any() and not np.isnan(splits["test"].emotion).any()
+    every = synthetic._generate("mosei", 0.3, 0, 1, emotion_labels=1.0)[0].splits["train"]
+    assert not np.isnan(every.emotion).any()
+    # Only the labels differ: the same clips, features and kept labels.
+    np.testing.assert_array_equal(every.features["audio"], splits["train"].features["audio"])
+    np.testing.assert_array_equal(every.emotion[labelled], splits["train"].emotion[labelled])
+
+
 def test_emotion_prevalences(large: tuple[CanonicalData, np.ndarray]) -> None:
     for split in large[0].splits.values():
-        emotion = split.emotion
+        emotion = split.emotion[~np.isnan(split.emotion[:, 0])]
         assert emotion.min() >= 0 and emotion.max() <= 3
         for c, name in enumerate(MOSEI_EMOTIONS):
             assert abs((emotion[:, c] > 0).mean() - TARGET_PREVALENCE[name]) < 0.05, (name, split.size)
@@ -352,6 +384,8 @@ def test_tasks_share_and_conflict(large: tuple[CanonicalData, np.ndarray]) -> No
     data, factors = large
     sentiment = np.concatenate([s.sentiment for s in data.splits.values()])
     emotion = np.concatenate([s.emotion for s in data.splits.values()])
+    labelled = ~np.isnan(emotion[:, 0])
+    sentiment, emotion, factors = sentiment[labelled], emotion[labelled], factors[labelled]
     happy, sad = emotion[:, MOSEI_EMOTIONS.index("happy")], emotion[:, MOSEI_EMOTIONS.index("sad")]
     irony = factors[:, synthetic.FACTORS.index("irony")]
     valence = factors[:, synthetic.FACTORS.index("valence")]
@@ -362,8 +396,10 @@ def test_tasks_share_and_conflict(large: tuple[CanonicalData, np.ndarray]) -> No
     assert corr(sentiment, happy) > 0.1 and corr(sentiment, sad) < -0.1
     assert corr(valence, sentiment) > 0.3 and corr(valence, happy) > 0.3
     assert corr(irony, sentiment) > 0.2 and corr(irony, happy) < -0.2 and corr(irony, sad) > 0.2
-    arousal = factors[:, synthetic.FACTORS.index("arousal")]
-    assert abs(corr(arousal, sentiment)) < 0.05
+    # An intensity moves the labels through its magnitude alone.
+    tension = factors[:, synthetic.FACTORS.index("tension")]
+    assert corr(np.abs(tension), sentiment) < -0.2 and corr(np.abs(tension), sad) > 0.2
+    assert abs(corr(tension, sentiment)) < 0.05 and abs(corr(tension, sad)) < 0.05
 
 
 def test_builtin_dataset_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -383,3 +419,8 @@ def test_builtin_dataset_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     path.write_bytes(b"garbage")
     assert builtin_dataset_path(tmp_path / "cache") == path
     read_canonical(path)
+    # A file of an earlier generator, same options otherwise, is regenerated.
+    with h5py.File(path, "r+") as f:
+        f.attrs["options"] = json.dumps({**json.loads(f.attrs["options"]), "generator": synthetic.GENERATOR - 1})
+    builtin_dataset_path(tmp_path / "cache")
+    assert read_canonical(path).options["generator"] == synthetic.GENERATOR

@@ -163,6 +163,6 @@ def test_every_experimental_design_of_ablations_md_generates_a_canonical_file(tm
 
 def test_the_linear_readout_of_ablations_md_learns_more_from_more_clips():
     readout = load_script(DOCS / "experiments" / "linear_readout.py")
-    correlations = readout.readout(generate_synthetic("mosei", 0.01, 0, 8), sizes=(12, 163))
+    correlations = readout.readout(generate_synthetic("mosei", 0.01, 0, 8, emotion_labels=1.0), sizes=(12, 163))
     assert set(correlations) == {"sentiment", "happy"}
     assert correlations["sentiment"][163] > max(0.4, correlations["sentiment"][12])

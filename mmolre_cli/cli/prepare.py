@@ -40,13 +40,16 @@ def synthetic(
     scale: float = typer.Option(1.0, help="Fraction of the real dataset's clip counts."),
     seed: int = typer.Option(0, help="Random seed (same seed, same file)."),
     seq_len: int | None = typer.Option(None, "--seq-len", help="Sequence length (default 50)."),
+    emotion_labels: float = typer.Option(
+        0.3, help="Fraction of MOSEI-like training clips that keep their emotion labels (valid and test keep all)."
+    ),
     force: bool = typer.Option(False, help="Overwrite an existing output file."),
 ) -> None:
     """Generate data with the shapes of CMU-MOSI or CMU-MOSEI and labels from hidden factors."""
     from mmolre_cli.data.canonical import write_canonical
     from mmolre_cli.data.synthetic import generate_synthetic
 
-    data = generate_synthetic(like=like, scale=scale, seed=seed, seq_len=seq_len)
+    data = generate_synthetic(like=like, scale=scale, seed=seed, seq_len=seq_len, emotion_labels=emotion_labels)
     write_canonical(data, out, force=force)
     sizes = ", ".join(f"{name} {split.size}" for name, split in data.splits.items())
     console.print(f"wrote {out} ({data.dataset}: {sizes})")

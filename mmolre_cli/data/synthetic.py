@@ -1,40 +1,46 @@
 """Synthetic data with the shapes of CMU-MOSI or CMU-MOSEI, whose two tasks share and conflict.
 
-Every clip has eight hidden factors, independent standard normals (``FACTORS``):
+Every clip has five hidden factors, independent standard normals (``TABLE``, ``FACTORS``):
 
-- ``valence`` (shared): raises sentiment and *happy*, lowers *sad*, *anger*, *disgust*, *fear*.
-- ``opinion``, ``appraisal`` (sentiment only): raise sentiment, no emotion.
-- ``arousal``, ``novelty``, ``threat``, ``hostility`` (emotion only): arousal raises *anger*,
-  *surprise* and *fear* and lowers *sad*; novelty raises *surprise* (and a little *happy*);
-  threat raises *fear* and *sad*; hostility raises *anger* and *disgust*.
-- ``irony`` (conflict): raises sentiment but also *sad* and *disgust*, and lowers *happy*, so a
-  single representation shared by both tasks is pulled two ways.
+- ``valence`` (shared, seen in text): raises sentiment and *happy*, lowers *sad*, *anger*,
+  *disgust*, *fear*.
+- ``engagement``, ``tension``, ``warmth`` (shared intensities, seen in audio and vision): each
+  moves sentiment and a few emotions (engagement: *happy*, *anger*, *surprise*; tension lowers
+  sentiment and raises *sad*, *fear*, *anger*; warmth: *happy* up, *disgust* and *anger* down).
+- ``irony`` (conflict, seen in text): raises sentiment but also *sad* and *disgust*, and lowers
+  *happy*, so a single representation shared by both tasks is pulled two ways.
 
-Labels. Sentiment is a weighted sum of valence, opinion, appraisal and irony plus noise,
-standardised, scaled to a MOSI-like spread (std 1.5 before clipping), clipped to [-3, 3] and
-rounded to multiples of 1/3 (about 9 % of labels are exactly 0, so Has0 and Non0 metrics
-differ). Each emotion has a latent score (a weighted sum of factors plus noise, standardised);
-it is present when the score exceeds a threshold set from the quantiles of the whole generated
-set, so prevalences match MOSEI's (happy 54 %, sad 25 %, anger 21 %, disgust 17 %, surprise 10 %,
-fear 8 %), with intensity the excess over the threshold rounded up to a multiple of 1/3, at most 3.
-MOSI-like data carry no emotion labels (all NaN), as MOSI itself.
+An *intensity* factor shows its magnitude |z| at every carrier frame with a random sign per frame,
+so the clip average hides it and only a per-frame nonlinearity (an expert) recovers it; labels use
+its magnitude, standardised.
 
-Features. Each modality observes the factors weighted by how well it sees them (text: valence,
-opinion, appraisal, irony; audio: arousal, valence, threat, hostility; vision: novelty, threat,
-hostility, irony, valence; each a little of the rest) plus its own noise, mixed into its D_m
-dimensions by a random matrix fixed by the seed. That signal appears only at a random subset of
-the clip's time steps (about 30 %, the same steps in every modality, as the data are
-word-aligned), on top of a per-clip nuisance offset unrelated to the labels and uniform noise at
-every step. Each clip has one random length, from min(10, ``seq_len``) to ``seq_len``, shared by
-its modalities; positions after it are exactly zero. No modality sees every factor well, so
-fusion pays off, and the label noise caps what any model can reach: on MOSEI-like data at scale
-0.1 a small attention model reaches a test sentiment Corr of about 0.73 (ridge regression on
-mean-pooled features: text alone 0.70, all modalities 0.72).
+Labels. Sentiment is the weighted sum of the factors plus noise, standardised, scaled to a
+MOSI-like spread (std 1.5 before clipping), clipped to [-3, 3] and rounded to multiples of 1/3
+(about 9 % of labels are exactly 0, so Has0 and Non0 metrics differ). Each emotion has a latent
+score (a weighted sum of factors plus noise, standardised); it is present when the score exceeds a
+threshold set from the quantiles of the whole generated set, so prevalences match MOSEI's
+(happy 54 %, sad 25 %, anger 21 %, disgust 17 %, surprise 10 %, fear 8 %), with intensity the
+excess over the threshold rounded up to a multiple of 1/3, at most 3. Emotion labels are the
+scarcer task: only a random ``emotion_labels`` fraction of the training clips (default 30 %, at
+least one) keep them, the rest are NaN; valid and test keep all, and sentiment is labelled
+everywhere. So the intensities are taught mostly by sentiment labels, which is what makes joint
+training worth something. MOSI-like data carry no emotion labels (all NaN), as MOSI itself.
+
+Features. Each modality observes every factor weighted by how well it sees it, plus its own noise,
+mixed into its D_m dimensions by a random matrix fixed by the seed. That signal appears only at a
+random subset of the clip's time steps (about 30 %, the same steps in every modality, as the data
+are word-aligned), on top of a per-clip nuisance offset unrelated to the labels and uniform noise
+at every step. Each clip has one random length, from min(10, ``seq_len``) to ``seq_len``, shared
+by its modalities; positions after it are exactly zero. No modality sees every factor, so fusion
+pays off. docs/ablations.md ("What the built-in synthetic data shows") reports what these data
+show under ``mmolre ablate``.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -51,7 +57,37 @@ from mmolre_cli.data.canonical import (
 )
 from mmolre_cli.errors import UsageError
 
-FACTORS = ("valence", "opinion", "appraisal", "arousal", "novelty", "threat", "hostility", "irony")
+
+@dataclass(frozen=True)
+class Factor:
+    """One hidden factor: its weight on sentiment and on each emotion, and how well each modality sees it.
+
+    An *intensity* factor shows its magnitude |z| at each carrier frame with a random sign, so only
+    a per-frame nonlinearity recovers it; its labels use that magnitude, standardised.
+    """
+
+    name: str
+    sentiment: float
+    emotions: dict[str, float]
+    visibility: dict[str, float]
+    intensity: bool = False
+
+
+TABLE = (
+    Factor(
+        "valence",
+        1.0,
+        {"happy": 0.8, "sad": -0.7, "anger": -0.5, "surprise": 0.3, "disgust": -0.5, "fear": -0.4},
+        {"text": 0.8, "audio": 0.15, "vision": 0.15},
+    ),
+    Factor("engagement", 0.6, {"happy": 0.5, "anger": 0.4, "surprise": 0.5}, {"audio": 2.0, "vision": 1.0}, True),
+    Factor("tension", -0.6, {"sad": 0.5, "fear": 0.6, "anger": 0.3}, {"audio": 1.2, "vision": 2.0}, True),
+    Factor("warmth", 0.5, {"happy": 0.4, "disgust": -0.5, "anger": -0.3}, {"audio": 1.6, "vision": 1.6}, True),
+    Factor("irony", 0.4, {"happy": -0.5, "sad": 0.4, "disgust": 0.4}, {"text": 0.6, "audio": 0.1, "vision": 0.2}),
+)
+FACTORS = tuple(f.name for f in TABLE)
+#: Bumped whenever the same options would generate different data, so that cached files regenerate.
+GENERATOR = 2
 
 BUILTIN_LIKE = "mosei"
 BUILTIN_SCALE = 0.1
@@ -73,31 +109,16 @@ _SHAPES = {
     },
 }
 
-# Rows: how each label loads on FACTORS. Columns follow FACTORS.
-_SENTIMENT_WEIGHTS = np.array([1.0, 0.6, 0.5, 0, 0, 0, 0, 0.6], dtype=np.float32)
-_EMOTION_WEIGHTS = np.array(
-    [
-        # valence opinion appraisal arousal novelty threat hostility irony
-        [1.0, 0, 0, 0, 0.3, 0, 0, -0.7],  # happy
-        [-0.7, 0, 0, -0.3, 0, 0.4, 0, 0.6],  # sad
-        [-0.5, 0, 0, 0.7, 0, 0, 0.6, 0],  # anger
-        [0, 0, 0, 0.6, 0.8, 0, 0, 0],  # surprise
-        [-0.5, 0, 0, 0, 0, 0, 0.6, 0.6],  # disgust
-        [-0.3, 0, 0, 0.5, 0, 0.8, 0, 0],  # fear
-    ],
-    dtype=np.float32,
-)
+_SENTIMENT_WEIGHTS = np.array([f.sentiment for f in TABLE], dtype=np.float32)
+_EMOTION_WEIGHTS = np.array([[f.emotions.get(e, 0.0) for f in TABLE] for e in MOSEI_EMOTIONS], dtype=np.float32)
+_INTENSITY = np.array([f.intensity for f in TABLE])
 _PREVALENCE = np.array([0.54, 0.25, 0.21, 0.10, 0.17, 0.08], dtype=np.float32)
-# How strongly each modality observes each factor (columns follow FACTORS).
-_VISIBILITY = {
-    "text": np.array([1.0, 1.0, 1.0, 0.2, 0.3, 0.3, 0.3, 0.8], dtype=np.float32),
-    "audio": np.array([0.5, 0.1, 0.2, 1.0, 0.3, 0.6, 0.5, 0.3], dtype=np.float32),
-    "vision": np.array([0.6, 0.1, 0.1, 0.4, 1.0, 0.8, 1.0, 0.7], dtype=np.float32),
-}
 
-_SENTIMENT_NOISE = 0.6  # irreducible, relative to the factor part (std)
+_SENTIMENT_NOISE = 0.5  # irreducible, relative to the factor part (std)
 _EMOTION_NOISE = 0.5
-_OBSERVATION_NOISE = 0.6  # per-modality noise on the factors it sees
+#: Default fraction of MOSEI-like training clips that keep their emotion labels (valid and test keep all).
+EMOTION_LABELS = 0.3
+_OBSERVATION_NOISE = 0.6  # per-modality noise on every factor, after its visibility weight
 _STEP_NOISE = 1.0
 _NUISANCE_DIM = 4
 _CARRIER_RATE = 0.3
@@ -115,17 +136,20 @@ def _features(
     mixing: np.random.Generator,
     m: str,
     dim: int,
-    factors: np.ndarray,
+    shown: np.ndarray,
     valid: np.ndarray,
-    carrier: np.ndarray,
+    frames: np.ndarray,
 ) -> np.ndarray:
+    """Modality ``m``'s features (N, T, dim); ``frames`` (N, T, k_intensity) is each intensity's
+    per-frame sign at carrier frames and 0 elsewhere; ``valid`` (N, T) marks frames within the clip."""
     n, t = valid.shape
-    k = factors.shape[1]
+    k = shown.shape[1]
     projection = mixing.standard_normal((k, dim), dtype=np.float32) / np.float32(np.sqrt(k))
     nuisance_map = mixing.standard_normal((_NUISANCE_DIM, dim), dtype=np.float32) / np.float32(np.sqrt(_NUISANCE_DIM))
+    visibility = np.array([f.visibility.get(m, 0.0) for f in TABLE], dtype=np.float32)
     # Noise after the visibility weights, so that a weakly seen factor is buried in it, not just scaled.
-    observed = factors * _VISIBILITY[m] + _OBSERVATION_NOISE * rng.standard_normal(factors.shape, dtype=np.float32)
-    signal = observed @ projection
+    observed = shown * visibility + _OBSERVATION_NOISE * rng.standard_normal(shown.shape, dtype=np.float32)
+    steady = observed[:, ~_INTENSITY] @ projection[~_INTENSITY]  # shown unchanged at every carrier frame
     offset = rng.standard_normal((n, _NUISANCE_DIM), dtype=np.float32) @ nuisance_map
     x = np.empty((n, t, dim), dtype=np.float32)
     rows = max(1, _BLOCK_BYTES // (t * dim * 4))
@@ -135,13 +159,17 @@ def _features(
         rng.random(out=block, dtype=np.float32)
         block -= np.float32(0.5)
         block *= np.float32(_STEP_NOISE * np.sqrt(12))
-        block += carrier[s : s + rows, :, None] * signal[s : s + rows, None, :]
+        signs = frames[s : s + rows]
+        block += (signs != 0).any(-1, keepdims=True) * steady[s : s + rows, None, :]
+        block += (signs * observed[s : s + rows, None, _INTENSITY]) @ projection[_INTENSITY]
         block += offset[s : s + rows, None, :]
         block *= valid[s : s + rows, :, None]
     return x
 
 
-def _generate(like: str, scale: float, seed: int, seq_len: int | None) -> tuple[CanonicalData, np.ndarray]:
+def _generate(
+    like: str, scale: float, seed: int, seq_len: int | None, emotion_labels: float = EMOTION_LABELS
+) -> tuple[CanonicalData, np.ndarray]:
     """``generate_synthetic`` plus the hidden factors (N_total, len(FACTORS)), splits in SPLITS order."""
     if like not in _SHAPES:
         raise UsageError(f"--like: unknown dataset shape {like!r} (choose {' or '.join(_SHAPES)})")
@@ -153,6 +181,8 @@ def _generate(like: str, scale: float, seed: int, seq_len: int | None) -> tuple[
         raise UsageError(f"--seq-len: must be at least 1, got {seq_len}")
     if seed < 0:
         raise UsageError(f"--seed: must be non-negative, got {seed}")
+    if not 0 < emotion_labels <= 1:
+        raise UsageError(f"--emotion-labels: must be a fraction in (0, 1], got {emotion_labels}")
     sizes = [max(8, round(n * scale)) for n in shape["sizes"]]
     n = sum(sizes)
     clip_seed, mix_seed, *modality_seeds = np.random.SeedSequence(seed).spawn(2 + len(shape["dims"]))
@@ -160,16 +190,24 @@ def _generate(like: str, scale: float, seed: int, seq_len: int | None) -> tuple[
     mixing = np.random.default_rng(mix_seed)
 
     factors = rng.standard_normal((n, len(FACTORS)), dtype=np.float32)
-    sentiment = _standardise(factors @ _SENTIMENT_WEIGHTS + _SENTIMENT_NOISE * rng.standard_normal(n, dtype=np.float32))
+    shown = factors.copy()
+    shown[:, _INTENSITY] = np.abs(factors[:, _INTENSITY])
+    # Labels see an intensity as its half-normal magnitude, standardised.
+    drivers = factors.copy()
+    drivers[:, _INTENSITY] = (shown[:, _INTENSITY] - np.sqrt(2 / np.pi)) / np.sqrt(1 - 2 / np.pi)
+    sentiment = _standardise(drivers @ _SENTIMENT_WEIGHTS + _SENTIMENT_NOISE * rng.standard_normal(n, dtype=np.float32))
     # Adding 0.0 turns the -0.0 that rounding produces into 0.0.
     sentiment = np.round(np.clip(np.float32(1.5) * sentiment, -3, 3) * 3) / np.float32(3) + np.float32(0)
     score = _standardise(
-        factors @ _EMOTION_WEIGHTS.T + _EMOTION_NOISE * rng.standard_normal((n, len(MOSEI_EMOTIONS)), dtype=np.float32)
+        drivers @ _EMOTION_WEIGHTS.T + _EMOTION_NOISE * rng.standard_normal((n, len(MOSEI_EMOTIONS)), dtype=np.float32)
     )
     # quantile gives a (level, emotion) grid; each emotion needs only its own level.
     threshold = np.quantile(score, 1 - _PREVALENCE, axis=0).diagonal().astype(np.float32)
     emotion = np.clip(np.ceil((score - threshold) * 3) / 3, 0, 3).astype(np.float32)
-    if not shape["emotions"]:
+    if shape["emotions"]:
+        unlabelled = rng.permutation(sizes[0])[max(1, round(emotion_labels * sizes[0])) :]
+        emotion[unlabelled] = np.nan
+    else:
         emotion.fill(np.nan)
 
     low = min(_MIN_LENGTH, seq_len)
@@ -178,10 +216,10 @@ def _generate(like: str, scale: float, seed: int, seq_len: int | None) -> tuple[
     carrier = (rng.random((n, seq_len), dtype=np.float32) < _CARRIER_RATE) & valid
     # Every clip shows its factors at least once.
     carrier[np.arange(n), (rng.random(n) * lengths).astype(np.int64)] = True
+    signs = np.where(rng.random((n, seq_len, int(_INTENSITY.sum())), dtype=np.float32) < 0.5, -1, 1)
+    frames = (signs * carrier[..., None]).astype(np.float32)
     features = {
-        m: _features(
-            np.random.default_rng(ms), mixing, m, dim, factors, valid.astype(np.float32), carrier.astype(np.float32)
-        )
+        m: _features(np.random.default_rng(ms), mixing, m, dim, shown, valid.astype(np.float32), frames)
         for (m, dim), ms in zip(shape["dims"].items(), modality_seeds, strict=True)
     }
 
@@ -191,7 +229,14 @@ def _generate(like: str, scale: float, seed: int, seq_len: int | None) -> tuple[
         modalities=list(shape["dims"]),
         emotions=list(MOSEI_EMOTIONS),
         splits=split_clips(like, sizes, features, lengths, sentiment, emotion),
-        options={"like": like, "scale": scale, "seed": seed, "seq_len": seq_len},
+        options={
+            "like": like,
+            "scale": scale,
+            "seed": seed,
+            "seq_len": seq_len,
+            "emotion_labels": emotion_labels,
+            "generator": GENERATOR,
+        },
     )
     return data, factors
 
@@ -220,10 +265,17 @@ def split_clips(
 
 
 def generate_synthetic(
-    like: str = "mosei", scale: float = 1.0, seed: int = 0, seq_len: int | None = None
+    like: str = "mosei",
+    scale: float = 1.0,
+    seed: int = 0,
+    seq_len: int | None = None,
+    emotion_labels: float = EMOTION_LABELS,
 ) -> CanonicalData:
-    """Generate a MOSI- or MOSEI-shaped dataset (``scale`` multiplies split sizes, at least 8 each)."""
-    return _generate(like, scale, seed, seq_len)[0]
+    """Generate a MOSI- or MOSEI-shaped dataset (``scale`` multiplies split sizes, at least 8 each).
+
+    ``emotion_labels`` is the fraction of MOSEI-like training clips that keep their emotion labels.
+    """
+    return _generate(like, scale, seed, seq_len, emotion_labels)[0]
 
 
 def _is_builtin(path: Path) -> bool:
@@ -234,8 +286,9 @@ def _is_builtin(path: Path) -> bool:
                 f.attrs.get("format") == FORMAT
                 and f.attrs.get("source") == "synthetic"
                 and f.attrs.get("created_by") == f"mmolre {__version__}"
+                and json.loads(f.attrs.get("options", "{}")).get("generator") == GENERATOR
             )
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 
