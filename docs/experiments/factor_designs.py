@@ -135,6 +135,10 @@ DESIGNS["S5"] = {
 }
 # S6: S5 with emotion label noise between S2's and S3's.
 DESIGNS["S6"] = {**DESIGNS["S5"], "emotion_noise": 0.75}
+# S7: S2 with emotion labels on 30 % of the training clips, so that sentiment labels teach most of the intensities.
+DESIGNS["S7"] = {**DESIGNS["S2"], "known": 0.3}
+# S8: S3 (noisy emotion labels) with emotion labels on 30 % of the training clips.
+DESIGNS["S8"] = {**DESIGNS["S3"], "known": 0.3}
 
 
 def generate(name: str, scale: float, seq_len: int, seed: int = 0) -> CanonicalData:
