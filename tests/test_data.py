@@ -82,7 +82,7 @@ def test_round_trip(tmp_path: Path) -> None:
             "scale": 0.002,
             "seed": 0,
             "seq_len": 12,
-            "emotion_labels": 0.3,
+            "emotion_labels": synthetic.EMOTION_LABELS,
             "generator": synthetic.GENERATOR,
         }
         assert f["train/features/text"].chunks is not None and f["train/features/text"].compression is None
@@ -267,7 +267,8 @@ def test_summarize() -> None:
     assert train["features"]["audio"] == [train["size"], 12, 74]
     assert -3 <= train["sentiment"]["min"] <= train["sentiment"]["mean"] <= train["sentiment"]["max"] <= 3
     assert set(train["emotion"]["prevalence"]) == set(MOSEI_EMOTIONS)
-    assert train["sentiment"]["known"] == 1.0 and train["emotion"]["known"] == pytest.approx(0.3, abs=0.02)
+    assert train["sentiment"]["known"] == 1.0
+    assert train["emotion"]["known"] == pytest.approx(synthetic.EMOTION_LABELS, abs=0.02)
     assert summary["splits"]["test"]["emotion"]["known"] == 1.0
     json.dumps(summary)
     mosi = summarize(generate_synthetic("mosi", 0.005, seq_len=4))["splits"]["test"]["emotion"]
@@ -358,12 +359,12 @@ def test_sentiment_labels(large: tuple[CanonicalData, np.ndarray]) -> None:
     assert 1.3 < sentiment.std() < 1.6
 
 
-def test_a_third_of_training_clips_keep_emotion_labels(large: tuple[CanonicalData, np.ndarray]) -> None:
+def test_only_a_fraction_of_training_clips_keep_emotion_labels(large: tuple[CanonicalData, np.ndarray]) -> None:
     splits = large[0].splits
     labelled = ~np.isnan(splits["train"].emotion)
     # A clip keeps all its emotion labels or none.
     assert np.array_equal(labelled.all(axis=1), labelled.any(axis=1))
-    assert abs(labelled[:, 0].mean() - 0.3) < 0.01
+    assert abs(labelled[:, 0].mean() - synthetic.EMOTION_LABELS) < 0.01
     assert not np.isnan(splits["valid"].emotion).any() and not np.isnan(splits["test"].emotion).any()
     every = synthetic._generate("mosei", 0.3, 0, 1, emotion_labels=1.0)[0].splits["train"]
     assert not np.isnan(every.emotion).any()
@@ -419,8 +420,9 @@ def test_builtin_dataset_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     path.write_bytes(b"garbage")
     assert builtin_dataset_path(tmp_path / "cache") == path
     read_canonical(path)
-    # A file of an earlier generator, same options otherwise, is regenerated.
-    with h5py.File(path, "r+") as f:
-        f.attrs["options"] = json.dumps({**json.loads(f.attrs["options"]), "generator": synthetic.GENERATOR - 1})
-    builtin_dataset_path(tmp_path / "cache")
-    assert read_canonical(path).options["generator"] == synthetic.GENERATOR
+    # A file of an earlier generator or emotion-label fraction, same options otherwise, is regenerated.
+    for option, earlier in (("generator", synthetic.GENERATOR - 1), ("emotion_labels", 0.3)):
+        with h5py.File(path, "r+") as f:
+            f.attrs["options"] = json.dumps({**json.loads(f.attrs["options"]), option: earlier})
+        builtin_dataset_path(tmp_path / "cache")
+        assert read_canonical(path).options == generate_synthetic("mosei", 0.002, 0).options, option

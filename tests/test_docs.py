@@ -5,12 +5,14 @@ from __future__ import annotations
 import ast
 import importlib.util
 import inspect
+import json
 from pathlib import Path
 
 import numpy as np
 import pluggy
 import pytest
 import typer
+from typer.testing import CliRunner
 
 from mmolre_cli.cli.app import app
 from mmolre_cli.data.canonical import read_canonical, write_canonical
@@ -166,3 +168,24 @@ def test_the_linear_readout_of_ablations_md_learns_more_from_more_clips():
     correlations = readout.readout(generate_synthetic("mosei", 0.01, 0, 8, emotion_labels=1.0), sizes=(12, 163))
     assert set(correlations) == {"sentiment", "happy"}
     assert correlations["sentiment"][163] > max(0.4, correlations["sentiment"][12])
+
+
+@pytest.mark.parametrize(("experts", "topk"), [("shared=2,rank=4", "2"), ("shared=4,rank=4", "1")])
+def test_the_route_agreement_of_ablations_md_fits_the_routing_frequencies_of_metrics_json(
+    tiny_data, tmp_path, experts, topk
+):
+    script = load_script(DOCS / "experiments" / "route_agreement.py")
+    args = ["train", "--data", str(tiny_data), "--d-model", "16", "--experts", experts, "--topk", topk]
+    result = CliRunner().invoke(app, [*args, "--epochs", "1", "--no-track", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    shares = script.agreement(tmp_path / "run", tiny_data)
+    routing = json.loads((tmp_path / "run" / "metrics.json").read_text())["routing"]["test"]
+    assert sorted(shares) == [f"{m} {b}" for m in sorted(routing) for b in (1, 2)]
+    k = int(topk)
+    for cell, share in shares.items():
+        modality, block = cell.split()
+        sa, er = (np.array(routing[modality][block][task]["frequency"]) for task in ("sa", "er"))
+        # Per utterance the routes share what they share; over a split, the marginals bound it from both sides.
+        assert np.maximum(sa + er - 1, 0).sum() / k - 1e-6 <= share <= np.minimum(sa, er).sum() / k + 1e-6, cell
+    if k == 2 and experts.startswith("shared=2"):  # top-2 of 2: both tasks take every expert
+        assert set(shares.values()) == {1.0}

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from mmolre_cli.cli.common import console, registry, user_errors, warn
+from mmolre_cli.data.synthetic import EMOTION_LABELS
 from mmolre_cli.errors import DataError
 
 prepare_app = typer.Typer(help="Prepare a dataset as a canonical HDF5 file.", no_args_is_help=True)
@@ -41,7 +42,8 @@ def synthetic(
     seed: int = typer.Option(0, help="Random seed (same seed, same file)."),
     seq_len: int | None = typer.Option(None, "--seq-len", help="Sequence length (default 50)."),
     emotion_labels: float = typer.Option(
-        0.3, help="Fraction of MOSEI-like training clips that keep their emotion labels (valid and test keep all)."
+        EMOTION_LABELS,
+        help="Fraction of MOSEI-like training clips that keep their emotion labels (valid and test keep all).",
     ),
     force: bool = typer.Option(False, help="Overwrite an existing output file."),
 ) -> None:

@@ -21,7 +21,7 @@ score (a weighted sum of factors plus noise, standardised); it is present when t
 threshold set from the quantiles of the whole generated set, so prevalences match MOSEI's
 (happy 54 %, sad 25 %, anger 21 %, disgust 17 %, surprise 10 %, fear 8 %), with intensity the
 excess over the threshold rounded up to a multiple of 1/3, at most 3. Emotion labels are the
-scarcer task: only a random ``emotion_labels`` fraction of the training clips (default 30 %, at
+scarcer task: only a random ``emotion_labels`` fraction of the training clips (default 50 %, at
 least one) keep them, the rest are NaN; valid and test keep all, and sentiment is labelled
 everywhere. So the intensities are taught mostly by sentiment labels, which is what makes joint
 training worth something. MOSI-like data carry no emotion labels (all NaN), as MOSI itself.
@@ -117,7 +117,7 @@ _PREVALENCE = np.array([0.54, 0.25, 0.21, 0.10, 0.17, 0.08], dtype=np.float32)
 _SENTIMENT_NOISE = 0.5  # irreducible, relative to the factor part (std)
 _EMOTION_NOISE = 0.5
 #: Default fraction of MOSEI-like training clips that keep their emotion labels (valid and test keep all).
-EMOTION_LABELS = 0.3
+EMOTION_LABELS = 0.5
 _OBSERVATION_NOISE = 0.6  # per-modality noise on every factor, after its visibility weight
 _STEP_NOISE = 1.0
 _NUISANCE_DIM = 4
@@ -282,11 +282,13 @@ def _is_builtin(path: Path) -> bool:
     try:
         with h5py.File(path, "r") as f:
             # A file from another mmolre version may hold differently generated data.
+            options = json.loads(f.attrs.get("options", "{}"))
             return (
                 f.attrs.get("format") == FORMAT
                 and f.attrs.get("source") == "synthetic"
                 and f.attrs.get("created_by") == f"mmolre {__version__}"
-                and json.loads(f.attrs.get("options", "{}")).get("generator") == GENERATOR
+                and options.get("generator") == GENERATOR
+                and options.get("emotion_labels") == EMOTION_LABELS
             )
     except (OSError, ValueError):
         return False
