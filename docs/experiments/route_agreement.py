@@ -16,17 +16,16 @@ from pathlib import Path
 
 import torch
 
-from mmolre_cli.data.canonical import read_canonical
+from mmolre_cli.data.canonical import CanonicalData, read_canonical
 from mmolre_cli.plugins import build_registry, get_plugin_manager
 from mmolre_cli.training.batches import TensorSplit
 from mmolre_cli.training.evaluate import forward
 from mmolre_cli.training.restore import restore_model
 
 
-def agreement(run: Path, data_path: Path, split: str = "test") -> dict[str, float]:
+def agreement(run: Path, data: CanonicalData, split: str = "test") -> dict[str, float]:
     """``{"modality block": share}`` for the run's selected checkpoint (blocks counted from 1)."""
     model, payload = restore_model(run, build_registry(*get_plugin_manager()))
-    data = read_canonical(data_path)
     tensors = TensorSplit.from_split(data.splits[split], payload["run_config"].model.modalities)
     with torch.no_grad():
         routes = forward(model, tensors.batch(torch.arange(len(tensors)))).routes
@@ -44,11 +43,12 @@ def main() -> None:
     parser.add_argument("ablation_dir", type=Path)
     parser.add_argument("data", type=Path)
     args = parser.parse_args()
+    data = read_canonical(args.data)
     for variant in sorted(p for p in (args.ablation_dir / "runs").iterdir() if p.is_dir()):
         runs = sorted(p.parent for p in variant.glob("**/checkpoint.pt"))
         means = []
         for run in runs:
-            shares = agreement(run, args.data)
+            shares = agreement(run, data)
             if not shares:
                 break  # no shared routes for both tasks (e.g. no-mtl, no-shared)
             means.append(sum(shares.values()) / len(shares))
