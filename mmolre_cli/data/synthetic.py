@@ -229,16 +229,21 @@ def _generate(
         modalities=list(shape["dims"]),
         emotions=list(MOSEI_EMOTIONS),
         splits=split_clips(like, sizes, features, lengths, sentiment, emotion),
-        options={
-            "like": like,
-            "scale": scale,
-            "seed": seed,
-            "seq_len": seq_len,
-            "emotion_labels": emotion_labels,
-            "generator": GENERATOR,
-        },
+        options=_options(like, scale, seed, seq_len, emotion_labels),
     )
     return data, factors
+
+
+def _options(like: str, scale: float, seed: int, seq_len: int, emotion_labels: float) -> dict[str, object]:
+    """The options a generated file records: what it was asked for, and the generator that made it."""
+    return {
+        "like": like,
+        "scale": scale,
+        "seed": seed,
+        "seq_len": seq_len,
+        "emotion_labels": emotion_labels,
+        "generator": GENERATOR,
+    }
 
 
 def split_clips(
@@ -279,16 +284,16 @@ def generate_synthetic(
 
 
 def _is_builtin(path: Path) -> bool:
+    seq_len = _SHAPES[BUILTIN_LIKE]["seq_len"]
+    builtin = _options(BUILTIN_LIKE, BUILTIN_SCALE, BUILTIN_SEED, seq_len, EMOTION_LABELS)
     try:
         with h5py.File(path, "r") as f:
-            # A file from another mmolre version may hold differently generated data.
-            options = json.loads(f.attrs.get("options", "{}"))
+            # A file from another mmolre version, generator or default may hold different data.
             return (
                 f.attrs.get("format") == FORMAT
                 and f.attrs.get("source") == "synthetic"
                 and f.attrs.get("created_by") == f"mmolre {__version__}"
-                and options.get("generator") == GENERATOR
-                and options.get("emotion_labels") == EMOTION_LABELS
+                and json.loads(f.attrs.get("options", "{}")) == builtin
             )
     except (OSError, ValueError):
         return False
