@@ -15,8 +15,9 @@ import torch
 from _common import machine, print_table
 
 from mmolre_cli.config import ExpertConfig, ModelConfig, RunConfig, TrainConfig
+from mmolre_cli.data.shapes import like_shapes
 from mmolre_cli.plugins import load_registry
-from mmolre_cli.profiling import like_shapes, profile_configuration
+from mmolre_cli.profiling import profile_configuration
 
 
 def paper_config(expert_type: str, batch: int, precision: str) -> RunConfig:

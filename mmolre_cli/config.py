@@ -117,6 +117,11 @@ def did_you_mean(value: object, valid: list[str] | tuple[str, ...]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def unknown_choice(what: str, value: object, valid: list[str]) -> str:
+    """The one-line message for a value that is not among ``valid``, suggesting the closest one."""
+    return f"{what}: unknown value {value!r} (valid: {', '.join(valid)}){did_you_mean(value, valid)}"
+
+
 def _type_name(kind: Any) -> str:
     return getattr(kind, "__name__", str(kind))
 

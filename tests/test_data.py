@@ -334,7 +334,7 @@ def test_mosi_has_no_emotions() -> None:
 
 
 def test_synthetic_options_are_checked() -> None:
-    with pytest.raises(UsageError, match="--like: unknown dataset shape 'iemocap'"):
+    with pytest.raises(UsageError, match="--like: unknown value 'iemocap' \\(valid: mosi, mosei\\)"):
         generate_synthetic("iemocap")
     with pytest.raises(UsageError, match="--scale"):
         generate_synthetic("mosi", scale=0)

@@ -10,17 +10,10 @@ from typer.testing import CliRunner
 
 from mmolre_cli.cli.app import app
 from mmolre_cli.config import ExpertConfig, ModelConfig, RunConfig, TrainConfig
+from mmolre_cli.data.shapes import like_shapes, read_shapes
 from mmolre_cli.model.experts import ConvExpertBank, runs_routed_only
 from mmolre_cli.model.routers import TopKRouter
-from mmolre_cli.profiling import (
-    compare_grid,
-    expert_scaling,
-    like_shapes,
-    parse_compare,
-    profile_configuration,
-    read_shapes,
-    save_plot,
-)
+from mmolre_cli.profiling import compare_grid, expert_scaling, parse_compare, profile_configuration, save_plot
 from mmolre_cli.profiling.flops import count
 from mmolre_cli.profiling.formulas import expert_bank_macs, expert_parameters, router_macs
 

@@ -17,18 +17,19 @@ import argparse
 import numpy as np
 
 from mmolre_cli.data.canonical import MOSEI_EMOTIONS, CanonicalData, write_canonical
+from mmolre_cli.data.shapes import like_shapes
 from mmolre_cli.data.synthetic import (
     _CARRIER_RATE,
     _MIN_LENGTH,
     _NUISANCE_DIM,
     _PREVALENCE,
-    _SHAPES,
+    _SIZES,
     _standardise,
     split_clips,
 )
 
 # The shipped generator's MOSEI shapes, prevalences and frame structure, so that only the factors differ.
-DIMS, SIZES = _SHAPES["mosei"]["dims"], _SHAPES["mosei"]["sizes"]
+DIMS, SIZES = like_shapes("mosei").input_dims, _SIZES["mosei"]
 
 
 def factor(sentiment: float, emotions: dict[str, float], visibility: dict[str, float], intensity: bool = False) -> dict:

@@ -25,9 +25,9 @@ from mmolre_cli.config import (
     parse_list,
     set_path,
 )
+from mmolre_cli.data.shapes import read_shapes
 from mmolre_cli.errors import UsageError
 from mmolre_cli.plugins.registry import Registry
-from mmolre_cli.profiling.shapes import read_shapes
 from mmolre_cli.training.schedule import selectable_metrics
 
 #: The part name of a variant trained as one model; ``mtl`` trains one part per task instead.

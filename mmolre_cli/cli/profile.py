@@ -194,15 +194,8 @@ def profile(
     """Count parameters and FLOPs of MMoLRE configurations and time them on this machine."""
     import torch
 
-    from mmolre_cli.profiling import (
-        expert_scaling,
-        like_shapes,
-        profile_configuration,
-        ratios,
-        read_shapes,
-        resolve_device,
-        save_plot,
-    )
+    from mmolre_cli.data.shapes import like_shapes, read_shapes
+    from mmolre_cli.profiling import expert_scaling, profile_configuration, ratios, resolve_device, save_plot
 
     values = load_yaml(config) if config else {}
     overrides = cli_overrides(

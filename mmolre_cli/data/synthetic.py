@@ -55,6 +55,7 @@ from mmolre_cli.data.canonical import (
     Split,
     write_canonical,
 )
+from mmolre_cli.data.shapes import like_shapes
 from mmolre_cli.errors import UsageError
 
 
@@ -93,21 +94,8 @@ BUILTIN_LIKE = "mosei"
 BUILTIN_SCALE = 0.1
 BUILTIN_SEED = 0
 
-# Shapes of the MMSA aligned_50 releases: feature dims, sequence length, split sizes.
-_SHAPES = {
-    "mosi": {
-        "dims": {"text": 768, "audio": 5, "vision": 20},
-        "seq_len": 50,
-        "sizes": (1284, 229, 686),
-        "emotions": False,
-    },
-    "mosei": {
-        "dims": {"text": 768, "audio": 74, "vision": 35},
-        "seq_len": 50,
-        "sizes": (16326, 1871, 4659),
-        "emotions": True,
-    },
-}
+# Split sizes (train, valid, test) of the MMSA aligned_50 releases; feature sizes and lengths are LIKE's.
+_SIZES = {"mosi": (1284, 229, 686), "mosei": (16326, 1871, 4659)}
 
 _SENTIMENT_WEIGHTS = np.array([f.sentiment for f in TABLE], dtype=np.float32)
 _EMOTION_WEIGHTS = np.array([[f.emotions.get(e, 0.0) for f in TABLE] for e in MOSEI_EMOTIONS], dtype=np.float32)
@@ -171,21 +159,19 @@ def _generate(
     like: str, scale: float, seed: int, seq_len: int | None, emotion_labels: float = EMOTION_LABELS
 ) -> tuple[CanonicalData, np.ndarray]:
     """``generate_synthetic`` plus the hidden factors (N_total, len(FACTORS)), splits in SPLITS order."""
-    if like not in _SHAPES:
-        raise UsageError(f"--like: unknown dataset shape {like!r} (choose {' or '.join(_SHAPES)})")
+    shape = like_shapes(like)
     if not scale > 0:
         raise UsageError(f"--scale: must be positive, got {scale}")
-    shape = _SHAPES[like]
-    seq_len = shape["seq_len"] if seq_len is None else seq_len
+    seq_len = _padded_length(like) if seq_len is None else seq_len
     if seq_len < 1:
         raise UsageError(f"--seq-len: must be at least 1, got {seq_len}")
     if seed < 0:
         raise UsageError(f"--seed: must be non-negative, got {seed}")
     if not 0 < emotion_labels <= 1:
         raise UsageError(f"--emotion-labels: must be a fraction in (0, 1], got {emotion_labels}")
-    sizes = [max(8, round(n * scale)) for n in shape["sizes"]]
+    sizes = [max(8, round(n * scale)) for n in _SIZES[like]]
     n = sum(sizes)
-    clip_seed, mix_seed, *modality_seeds = np.random.SeedSequence(seed).spawn(2 + len(shape["dims"]))
+    clip_seed, mix_seed, *modality_seeds = np.random.SeedSequence(seed).spawn(2 + len(shape.input_dims))
     rng = np.random.default_rng(clip_seed)
     mixing = np.random.default_rng(mix_seed)
 
@@ -204,7 +190,7 @@ def _generate(
     # quantile gives a (level, emotion) grid; each emotion needs only its own level.
     threshold = np.quantile(score, 1 - _PREVALENCE, axis=0).diagonal().astype(np.float32)
     emotion = np.clip(np.ceil((score - threshold) * 3) / 3, 0, 3).astype(np.float32)
-    if shape["emotions"]:
+    if shape.emotion_labels:
         unlabelled = rng.permutation(sizes[0])[max(1, round(emotion_labels * sizes[0])) :]
         emotion[unlabelled] = np.nan
     else:
@@ -220,18 +206,23 @@ def _generate(
     frames = (signs * carrier[..., None]).astype(np.float32)
     features = {
         m: _features(np.random.default_rng(ms), mixing, m, dim, shown, valid.astype(np.float32), frames)
-        for (m, dim), ms in zip(shape["dims"].items(), modality_seeds, strict=True)
+        for (m, dim), ms in zip(shape.input_dims.items(), modality_seeds, strict=True)
     }
 
     data = CanonicalData(
         dataset=f"synthetic-{like}",
         source="synthetic",
-        modalities=list(shape["dims"]),
+        modalities=list(shape.input_dims),
         emotions=list(MOSEI_EMOTIONS),
         splits=split_clips(like, sizes, features, lengths, sentiment, emotion),
         options=_options(like, scale, seed, seq_len, emotion_labels),
     )
     return data, factors
+
+
+def _padded_length(like: str) -> int:
+    """The padded length of the named dataset's release (every modality's is the same)."""
+    return max(like_shapes(like).lengths.values())
 
 
 def _options(like: str, scale: float, seed: int, seq_len: int, emotion_labels: float) -> dict[str, object]:
@@ -284,8 +275,7 @@ def generate_synthetic(
 
 
 def _is_builtin(path: Path) -> bool:
-    seq_len = _SHAPES[BUILTIN_LIKE]["seq_len"]
-    builtin = _options(BUILTIN_LIKE, BUILTIN_SCALE, BUILTIN_SEED, seq_len, EMOTION_LABELS)
+    builtin = _options(BUILTIN_LIKE, BUILTIN_SCALE, BUILTIN_SEED, _padded_length(BUILTIN_LIKE), EMOTION_LABELS)
     try:
         with h5py.File(path, "r") as f:
             # A file from another mmolre version, generator or default may hold different data.

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from mmolre_cli.config import did_you_mean
+from mmolre_cli.config import unknown_choice
 from mmolre_cli.errors import MmolreError, UsageError
 from mmolre_cli.plugins.contracts import PluginError, check_factory
 
@@ -94,8 +94,3 @@ def _reporting(factory: Callable, who: str) -> Callable:
             raise PluginError(f"{who}: factory raised {type(error).__name__}: {error}") from error
 
     return build
-
-
-def unknown_choice(what: str, value: object, valid: list[str]) -> str:
-    """The one-line message for a value that is not among ``valid``, suggesting the closest one."""
-    return f"{what}: unknown value {value!r} (valid: {', '.join(valid)}){did_you_mean(value, valid)}"

@@ -3,18 +3,13 @@
 from mmolre_cli.profiling.compare import compare_grid, parse_compare, ratios, settings_overrides, summary
 from mmolre_cli.profiling.plot import expert_scaling, save_plot
 from mmolre_cli.profiling.report import profile_configuration, resolve_device
-from mmolre_cli.profiling.shapes import LIKE, DataShapes, like_shapes, read_shapes
 
 __all__ = [
-    "LIKE",
-    "DataShapes",
     "compare_grid",
     "expert_scaling",
-    "like_shapes",
     "parse_compare",
     "profile_configuration",
     "ratios",
-    "read_shapes",
     "resolve_device",
     "save_plot",
     "settings_overrides",

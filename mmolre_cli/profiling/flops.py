@@ -16,9 +16,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from mmolre_cli.data.shapes import DataShapes
 from mmolre_cli.model import multitask_loss
 from mmolre_cli.profiling.components import Breakdown, locate, shared_banks, subtree_total
-from mmolre_cli.profiling.shapes import DataShapes
 from mmolre_cli.training.batches import Batch
 
 ELEMENTWISE_NOTE = (

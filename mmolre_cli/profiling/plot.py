@@ -8,11 +8,12 @@ from typing import Any
 
 from mmolre_cli.atomic import save_figure
 from mmolre_cli.config import ModelConfig
+from mmolre_cli.data.shapes import DataShapes
+from mmolre_cli.model.build import resolve_model
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.profiling.components import parameter_report
 from mmolre_cli.profiling.flops import count_forward, random_batch
-from mmolre_cli.profiling.report import real_model, resolve_model
-from mmolre_cli.profiling.shapes import DataShapes
+from mmolre_cli.profiling.report import real_model
 
 EXPERT_COUNTS = (1, 2, 4, 8, 16)
 

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
 from torch import nn
 
 from mmolre_cli.config import ModelConfig, RunConfig
+from mmolre_cli.data.shapes import DataShapes
 from mmolre_cli.errors import UsageError
 from mmolre_cli.model import DataSignature, multitask_loss
-from mmolre_cli.model.build import build_model
-from mmolre_cli.model.mmolre import resolve_modalities
+from mmolre_cli.model.build import build_model, resolve_model
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.profiling.components import parameter_report
 from mmolre_cli.profiling.flops import count_forward, count_training, random_batch
 from mmolre_cli.profiling.formulas import expert_hidden, expert_parameters, unitse_macs
-from mmolre_cli.profiling.shapes import DataShapes
 from mmolre_cli.profiling.timing import summarize, time_calls
 from mmolre_cli.training.batches import Batch
 from mmolre_cli.training.evaluate import forward
@@ -36,19 +34,6 @@ def resolve_device(name: str | None) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {name}: CUDA is not available on this machine")
     return device
-
-
-def resolve_model(config: ModelConfig, shapes: DataShapes) -> tuple[ModelConfig, DataSignature]:
-    """The model as training would build it on data of these shapes (``er`` dropped without emotion labels)."""
-    try:
-        modalities = resolve_modalities(config, shapes.signature())
-    except ValueError as error:
-        raise UsageError(f"--modalities: {error}") from None
-    tasks = [task for task in config.tasks if task != "er" or shapes.emotion_labels]
-    if not tasks:
-        raise UsageError("--tasks: the data has no emotion labels, so task 'er' cannot run alone")
-    signature = DataSignature({m: shapes.input_dims[m] for m in modalities}, list(shapes.emotions))
-    return dataclasses.replace(config, modalities=modalities, tasks=tasks), signature
 
 
 def static_counts(model: nn.Module, shapes: DataShapes, batch: int, device: torch.device | str) -> dict[str, Any]:

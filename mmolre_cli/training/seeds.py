@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmolre_cli.config import RunConfig, build_config, load_yaml, save_yaml
+from mmolre_cli.data.shapes import read_shapes
 from mmolre_cli.errors import CheckpointError, UsageError
+from mmolre_cli.model.build import resolve_model
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.training.distributed import setup
 from mmolre_cli.training.tracking import Tracker
@@ -77,9 +79,6 @@ def read_result(run_dir: Path) -> RunResult:
 def check_model_builds(config: RunConfig, registry: Registry) -> None:
     """Build the model once from the data's feature sizes (read without the features), so that a
     configuration that cannot build fails before the multi-seed directory is written."""
-    from mmolre_cli.profiling.report import resolve_model  # profiling imports training
-    from mmolre_cli.profiling.shapes import read_shapes
-
     model, signature = resolve_model(config.model, read_shapes(data_path(config)))
     build_model(dataclasses.replace(config, model=model), signature, registry)
 

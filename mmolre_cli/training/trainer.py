@@ -24,13 +24,14 @@ from torch import nn
 from mmolre_cli import __version__
 from mmolre_cli.atomic import atomic_path
 from mmolre_cli.config import RunConfig, save_yaml
-from mmolre_cli.data.canonical import CanonicalData, read_canonical
+from mmolre_cli.data.canonical import read_canonical
+from mmolre_cli.data.shapes import data_shapes
 from mmolre_cli.data.synthetic import builtin_dataset_path
 from mmolre_cli.errors import CheckpointError, UsageError
 from mmolre_cli.metrics import tune_thresholds
 from mmolre_cli.model import DataSignature, emotion_pos_weight, multitask_loss
 from mmolre_cli.model.build import build_model as build_architecture
-from mmolre_cli.model.mmolre import resolve_modalities
+from mmolre_cli.model.build import resolve_model
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.training import distributed
 from mmolre_cli.training.batches import TensorSplit
@@ -71,23 +72,6 @@ class RunResult:
 def data_path(config: RunConfig) -> Path:
     """The configured data file, or the built-in synthetic dataset (generated once, then cached)."""
     return Path(config.data) if config.data else builtin_dataset_path()
-
-
-def effective_config(config: RunConfig, data: CanonicalData) -> RunConfig:
-    """The config as it will run on ``data``: modalities resolved, ``er`` dropped when no emotion labels exist."""
-    signature = DataSignature(data.feature_dims(), list(data.emotions))
-    try:
-        modalities = resolve_modalities(config.model, signature)
-    except ValueError as error:
-        raise UsageError(f"--modalities: {error}") from None
-    tasks = list(config.model.tasks)
-    train_emotion = data.splits["train"].emotion
-    if "er" in tasks and (train_emotion.size == 0 or not torch.from_numpy(train_emotion).isfinite().all(-1).any()):
-        tasks.remove("er")
-        if not tasks:
-            raise UsageError("--tasks: the data has no emotion labels, so task 'er' cannot be trained alone")
-    model = dataclasses.replace(config.model, modalities=modalities, tasks=tasks)
-    return dataclasses.replace(config, model=model)
 
 
 def json_safe(value: Any) -> Any:
@@ -175,10 +159,11 @@ def train_run(
     context, device = distributed.setup(config.train.device)
     path = data_path(config)
     data = read_canonical(path)
-    config = dataclasses.replace(effective_config(config, data), data=str(path) if config.data else None)
+    # Modalities resolved and ``er`` dropped when the data hold no emotion labels.
+    model_config, signature = resolve_model(config.model, data_shapes(data))
+    config = dataclasses.replace(config, model=model_config, data=str(path) if config.data else None)
     train_cfg = config.train
     check_precision(train_cfg.precision, device)
-    signature = DataSignature({m: data.feature_dims()[m] for m in config.model.modalities}, list(data.emotions))
     selection = Selection.for_metric(train_cfg.select, config.model.tasks, signature.emotions)
     check_run_dir(out_dir, resume)
     last = load_checkpoint(out_dir / LAST_NAME) if resume and (out_dir / LAST_NAME).is_file() else None

@@ -1,4 +1,5 @@
-"""Input shapes for profiling: feature sizes and sequence lengths, from a canonical file or a named preset."""
+"""Data shapes: feature sizes, sequence lengths and emotion names, from a canonical file, loaded data
+or a named dataset (``mosi``, ``mosei``), without reading any features."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from mmolre_cli.data.canonical import FORMAT, MOSEI_EMOTIONS, open_hdf5
+from mmolre_cli.config import unknown_choice
+from mmolre_cli.data.canonical import FORMAT, MOSEI_EMOTIONS, CanonicalData, open_hdf5
 from mmolre_cli.errors import DataError, UsageError
-from mmolre_cli.model.mmolre import DataSignature
-from mmolre_cli.plugins.registry import unknown_choice
 
 
 @dataclass(frozen=True)
@@ -25,9 +25,6 @@ class DataShapes:
     lengths: dict[str, int]
     emotions: list[str]
     emotion_labels: bool
-
-    def signature(self) -> DataSignature:
-        return DataSignature(dict(self.input_dims), list(self.emotions))
 
     def to_dict(self) -> dict:
         return {
@@ -53,10 +50,27 @@ LIKE = {
 
 
 def like_shapes(name: str) -> DataShapes:
-    """The shapes of a named dataset (``mosi`` or ``mosei``)."""
+    """The shapes of a named dataset (``mosi`` or ``mosei``), or a UsageError naming ``--like``."""
     if name not in LIKE:
         raise UsageError(unknown_choice("--like", name, list(LIKE)))
     return LIKE[name]
+
+
+def has_emotion_labels(emotion: np.ndarray) -> bool:
+    """Whether any clip of an (N, C) emotion label array is labelled (a clip is, or all its NaN)."""
+    return emotion.size > 0 and bool(np.isfinite(emotion).all(-1).any())
+
+
+def data_shapes(data: CanonicalData) -> DataShapes:
+    """The shapes of loaded data, from its train split."""
+    train = data.splits["train"]
+    return DataShapes(
+        data.dataset,
+        {m: int(x.shape[2]) for m, x in train.features.items()},
+        {m: int(x.shape[1]) for m, x in train.features.items()},
+        list(data.emotions),
+        emotion_labels=has_emotion_labels(train.emotion),
+    )
 
 
 def read_shapes(path: str | Path) -> DataShapes:
@@ -82,5 +96,5 @@ def read_shapes(path: str | Path) -> DataShapes:
         {m: int(shape[2]) for m, shape in features.items()},
         {m: int(shape[1]) for m, shape in features.items()},
         list(emotions),
-        emotion_labels=emotion.size > 0 and bool(np.isfinite(emotion).all(-1).any()),
+        emotion_labels=has_emotion_labels(emotion),
     )
