@@ -40,6 +40,13 @@ def atomic_path(path: Path) -> Iterator[Path]:
             Path(temporary).unlink(missing_ok=True)
 
 
+def remove_temporaries(directory: Path) -> None:
+    """Delete the temporaries of :func:`atomic_path` that a process killed before its rename left in
+    ``directory``; call it only where no other process is writing there."""
+    for temporary in directory.glob(f".*.{'?' * 8}.tmp"):  # mkstemp's names: .NAME.XXXXXXXX.tmp
+        temporary.unlink(missing_ok=True)
+
+
 def save_figure(figure, path: Path, dpi: int) -> None:
     """A matplotlib figure written through ``atomic_path``, in the format ``path``'s suffix names."""
     with atomic_path(path) as temporary:

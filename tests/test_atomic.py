@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import errno
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from mmolre_cli.atomic import WriteError, atomic_path, save_figure
+from mmolre_cli.atomic import WriteError, atomic_path, remove_temporaries, save_figure
 from mmolre_cli.config import RunConfig, save_yaml
 
 
@@ -29,6 +30,18 @@ def test_an_error_keeps_the_old_content_and_removes_the_temporary(tmp_path):
         raise RuntimeError("disk full")
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+
+def test_remove_temporaries_deletes_what_a_killed_write_left_and_nothing_else(tmp_path):
+    # What atomic_path's temporary is called, as a kill before its rename leaves it.
+    handle, left = tempfile.mkstemp(prefix=".last.pt.", suffix=".tmp", dir=tmp_path)
+    os.close(handle)
+    kept = [".notes.tmp", "draft.tmp", ".a.b.tmp", "last.pt"]
+    for name in kept:
+        (tmp_path / name).write_text("mine")
+    remove_temporaries(tmp_path)
+    assert not Path(left).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
 
 
 def _disk_full(*args, **kwargs):

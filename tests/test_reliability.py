@@ -129,6 +129,7 @@ def test_sigkill_at_random_points_and_inside_checkpoint_writes_never_loses_a_che
     finished = json.loads((run_dir / "metrics.json").read_text())
     assert checkpoints_load(run_dir) == [finished["selected_epoch"], 3]
     assert finished["metrics"] == json.loads((reference / "metrics.json").read_text())["metrics"]
+    assert list(run_dir.glob(".*.tmp")) == [], "a resume clears the temporaries that killed writes left"
 
 
 # Failed writes: disk full (ENOSPC) and no permission (EACCES)

@@ -11,6 +11,7 @@ from mmolre_cli.ablation.plots import plot_bars, plot_heatmap
 from mmolre_cli.ablation.results import SUMMARY_METRICS, summarise, write_csv
 from mmolre_cli.ablation.runner import SeedRun, run_plan
 from mmolre_cli.ablation.variants import WHOLE, Plan, Variant
+from mmolre_cli.atomic import remove_temporaries
 from mmolre_cli.errors import UsageError
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.training.tracking import Tracker
@@ -56,6 +57,7 @@ def run_ablation(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UsageError(f"--out {out}: cannot create directory ({error.strerror or error})") from None
+    remove_temporaries(out)  # left by an earlier invocation killed inside a write
     state_path = out / STATE_NAME
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
     parent = Tracker(tracking_uri, out, f"ablate-{out.name}", on_warning=warn)

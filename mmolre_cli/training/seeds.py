@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmolre_cli.atomic import remove_temporaries
 from mmolre_cli.config import RunConfig, build_config, load_yaml, save_yaml
 from mmolre_cli.data.shapes import read_shapes
 from mmolre_cli.errors import CheckpointError, UsageError
@@ -122,6 +123,8 @@ def train_seeds(
         if (out_dir / SUMMARY_NAME).exists():
             raise CheckpointError(f"{out_dir}: the run is complete ({SUMMARY_NAME}); nothing to resume")
         manifest = json.loads(manifest_path.read_text())
+        if context.main:
+            remove_temporaries(out_dir)
     else:
         if manifest_path.exists():
             raise CheckpointError(f"{out_dir}: already holds a run ({SEEDS_NAME}); choose another --out")

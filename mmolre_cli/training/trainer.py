@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from mmolre_cli import __version__
-from mmolre_cli.atomic import atomic_path
+from mmolre_cli.atomic import atomic_path, remove_temporaries
 from mmolre_cli.config import RunConfig, save_yaml
 from mmolre_cli.data.canonical import read_canonical
 from mmolre_cli.data.shapes import data_shapes
@@ -109,12 +109,13 @@ def check_run_dir(out_dir: Path, resume: bool = False) -> None:
 
 
 def prepare_run_dir(out_dir: Path, resume: bool = False) -> None:
-    """:func:`check_run_dir`, then create the directory."""
+    """:func:`check_run_dir`, then create the directory, or clear the temporaries a killed write left there."""
     check_run_dir(out_dir, resume)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UsageError(f"--out {out_dir}: cannot create directory ({error.strerror or error})") from None
+    remove_temporaries(out_dir)
 
 
 def build_model(config: RunConfig, signature: DataSignature, registry: Registry) -> nn.Module:
