@@ -249,6 +249,20 @@ def test_grid_study_writes_heatmap_and_every_combination_and_seed(runner, tiny_d
     assert json.loads((out / "results.json").read_text())["variants"] == summary["variants"]
 
 
+def test_a_variant_equal_to_one_trained_earlier_in_the_directory_is_read_back(runner, tiny_data, tmp_path):
+    out, common = tmp_path / "abl", ["ablate", "--data", str(tiny_data), "--seeds", "1", *FAST, "--topk", "2"]
+    assert runner.invoke(app, [*common, "--remove", "balance", "--out", str(out)]).exit_code == 0
+    # The grid point topk=2 is the full model trained above: read back from runs/full, not trained.
+    result = runner.invoke(app, [*common, "--grid", "topk=1,2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "topk=2: read back" in result.stderr and "topk=1: trained" in result.stderr
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["full", "no-balance", "topk-1"]
+    full = json.loads((out / "runs" / "full" / "summary.json").read_text())["mean"]["test"]
+    summary = json.loads((out / "results.json").read_text())
+    (point,) = [v for v in summary["variants"] if v["name"] == "topk=2"]
+    assert point["mean"]["MAE"] == pytest.approx(full["MAE"])
+
+
 def test_an_output_directory_refuses_other_settings_for_a_variant_it_holds(registry, tmp_path):
     record_plan(plan_variants(SMALL, ["block2"], [], {}, registry), [1], tmp_path)
     # More variants are fine (they are added); the same variant with another config or seeds is not.

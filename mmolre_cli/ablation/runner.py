@@ -64,6 +64,20 @@ def is_finished(directory: Path) -> bool:
     return (directory / SUMMARY_NAME).is_file()
 
 
+def finished_twin(out: Path, config: RunConfig, seeds: list[int]) -> Path | None:
+    """A finished part directory under ``out`` trained with the same config and seeds by an earlier
+    invocation (say ``full``, where a grid now names that model ``topk=2``), or None."""
+    from mmolre_cli.training.seeds import SEEDS_NAME
+
+    # Through JSON, so it compares equal to the stored form.
+    wanted = json.loads(json.dumps({"seeds": seeds, "config": config.to_dict()}))
+    for manifest in sorted((out / "runs").glob(f"*/{SEEDS_NAME}")):
+        stored = json.loads(manifest.read_text())
+        if {"seeds": stored["seeds"], "config": stored["config"]} == wanted and is_finished(manifest.parent):
+            return manifest.parent
+    return None
+
+
 def train_part(
     job: PartJob,
     registry: Registry,
@@ -149,9 +163,14 @@ def run_plan(
     """
     record_plan(plan, seeds, out)
     threads = None if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs)
+
+    def directory(variant: Variant, part: str, config: RunConfig) -> Path:
+        own = part_directory(out, variant, part)
+        return own if is_finished(own) else finished_twin(out, config, list(seeds)) or own
+
     work = [
         (variant, part, PartJob(
-            config, list(seeds), out, part_directory(out, variant, part), parent.uri, parent.run_id, threads,
+            config, list(seeds), out, directory(variant, part, config), parent.uri, parent.run_id, threads,
             plugins_dir,
         ))
         for variant in plan.variants
