@@ -57,20 +57,25 @@ def like_shapes(name: str) -> DataShapes:
 
 
 def has_emotion_labels(emotion: np.ndarray) -> bool:
-    """Whether any clip of an (N, C) emotion label array is labelled (a clip is, or all its NaN)."""
+    """Whether at least one clip of an (N, C) emotion label array has all C labels (NaN: unknown)."""
     return emotion.size > 0 and bool(np.isfinite(emotion).all(-1).any())
+
+
+def _train_shapes(source: str, features: dict[str, tuple], emotions: list[str], emotion: np.ndarray) -> DataShapes:
+    """DataShapes from the train split's (N, T, D) feature shapes and its emotion labels."""
+    return DataShapes(
+        source,
+        {m: int(shape[2]) for m, shape in features.items()},
+        {m: int(shape[1]) for m, shape in features.items()},
+        list(emotions),
+        emotion_labels=has_emotion_labels(emotion),
+    )
 
 
 def data_shapes(data: CanonicalData) -> DataShapes:
     """The shapes of loaded data, from its train split."""
     train = data.splits["train"]
-    return DataShapes(
-        data.dataset,
-        {m: int(x.shape[2]) for m, x in train.features.items()},
-        {m: int(x.shape[1]) for m, x in train.features.items()},
-        list(data.emotions),
-        emotion_labels=has_emotion_labels(train.emotion),
-    )
+    return _train_shapes(data.dataset, {m: x.shape for m, x in train.features.items()}, data.emotions, train.emotion)
 
 
 def read_shapes(path: str | Path) -> DataShapes:
@@ -91,10 +96,4 @@ def read_shapes(path: str | Path) -> DataShapes:
             raise DataError(f"{src}: not a complete canonical file ({error})") from None
     if any(len(shape) != 3 for shape in features.values()):
         raise DataError(f"{src}: train/features: expected (N, T, D) arrays")
-    return DataShapes(
-        src,
-        {m: int(shape[2]) for m, shape in features.items()},
-        {m: int(shape[1]) for m, shape in features.items()},
-        list(emotions),
-        emotion_labels=has_emotion_labels(emotion),
-    )
+    return _train_shapes(src, features, emotions, emotion)

@@ -55,7 +55,7 @@ from mmolre_cli.data.canonical import (
     Split,
     write_canonical,
 )
-from mmolre_cli.data.shapes import like_shapes
+from mmolre_cli.data.shapes import DataShapes, like_shapes
 from mmolre_cli.errors import UsageError
 
 
@@ -162,7 +162,7 @@ def _generate(
     shape = like_shapes(like)
     if not scale > 0:
         raise UsageError(f"--scale: must be positive, got {scale}")
-    seq_len = _padded_length(like) if seq_len is None else seq_len
+    seq_len = _padded_length(shape) if seq_len is None else seq_len
     if seq_len < 1:
         raise UsageError(f"--seq-len: must be at least 1, got {seq_len}")
     if seed < 0:
@@ -220,9 +220,9 @@ def _generate(
     return data, factors
 
 
-def _padded_length(like: str) -> int:
-    """The padded length of the named dataset's release (every modality's is the same)."""
-    return max(like_shapes(like).lengths.values())
+def _padded_length(shape: DataShapes) -> int:
+    """The padded length of a dataset's release (every modality's is the same)."""
+    return max(shape.lengths.values())
 
 
 def _options(like: str, scale: float, seed: int, seq_len: int, emotion_labels: float) -> dict[str, object]:
@@ -275,7 +275,8 @@ def generate_synthetic(
 
 
 def _is_builtin(path: Path) -> bool:
-    builtin = _options(BUILTIN_LIKE, BUILTIN_SCALE, BUILTIN_SEED, _padded_length(BUILTIN_LIKE), EMOTION_LABELS)
+    seq_len = _padded_length(like_shapes(BUILTIN_LIKE))
+    builtin = _options(BUILTIN_LIKE, BUILTIN_SCALE, BUILTIN_SEED, seq_len, EMOTION_LABELS)
     try:
         with h5py.File(path, "r") as f:
             # A file from another mmolre version, generator or default may hold different data.

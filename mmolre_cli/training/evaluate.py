@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from mmolre_cli.config import ModelConfig
+from mmolre_cli.data.shapes import has_emotion_labels
 from mmolre_cli.metrics import mer_metrics, msa_metrics
 from mmolre_cli.model import ModelOutput, multitask_loss
 from mmolre_cli.training.batches import Batch, TensorSplit
@@ -106,7 +107,7 @@ def score(
     sentiment, emotion = split.sentiment.numpy(), split.emotion.numpy()
     if "sa" in predictions and np.isfinite(sentiment).any():
         metrics.update(msa_metrics(predictions["sa"], sentiment))
-    if "er" in predictions and np.isfinite(emotion).all(-1).any():
+    if "er" in predictions and has_emotion_labels(emotion):
         metrics.update(mer_metrics(predictions["er"], emotion, emotions, 0.0 if thresholds is None else thresholds))
     return metrics
 
