@@ -5,8 +5,6 @@ h = r for the low-rank expert (≈ 4·d·r parameters) and h = d for the dense o
 A bank returns the *mixture* Σ_n w_n · f_n(x) for per-utterance weights w (B, N).
 """
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -31,9 +29,10 @@ class ConvExpertBank(nn.Module):
         self.up = nn.Conv1d(d_model, n_experts * hidden, kernel_size=3, padding=1)
         self.activation = nn.GELU()
         self.dropout = nn.Dropout(dropout)
-        bound = 1.0 / math.sqrt(hidden)  # the same init a Conv1d(h→d, k=1) would get
-        self.down_weight = nn.Parameter(torch.empty(n_experts, hidden, d_model).uniform_(-bound, bound))
-        self.down_bias = nn.Parameter(torch.empty(n_experts, d_model).uniform_(-bound, bound))
+        # The second layer starts at zero, as LoRA's B: every expert starts as its block's identity path
+        # and the first layer still gets a gradient from the second step on (docs/ablations.md, seventh round).
+        self.down_weight = nn.Parameter(torch.zeros(n_experts, hidden, d_model))
+        self.down_bias = nn.Parameter(torch.zeros(n_experts, d_model))
 
     def forward(self, x: Tensor, mask: Tensor, weights: Tensor) -> Tensor:
         """x (B, T, d), mask (B, T), weights (B, N) → Σ_n w_n f_n(x): (B, T, d), zero at padding."""
