@@ -8,7 +8,9 @@ import torch
 from mmolre_cli.data.canonical import write_canonical
 from mmolre_cli.data.synthetic import generate_synthetic
 from mmolre_cli.model import DataSignature
+from mmolre_cli.model.experts import ConvExpertBank
 from mmolre_cli.plugins import build_registry, get_plugin_manager
+from mmolre_cli.plugins.contracts import redraw_parameters
 
 EMOTIONS = ["happy", "sad", "anger", "surprise", "disgust", "fear"]
 
@@ -47,6 +49,16 @@ def registry():
 @pytest.fixture
 def signature():
     return DataSignature({"text": 24, "audio": 5, "vision": 7}, EMOTIONS)
+
+
+def with_random_experts(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """``model`` with its expert banks redrawn at random: their last layer starts at zero, so that as
+    built the experts add nothing and the routes weigh nothing, and a test of either would pass vacuously."""
+    generator = torch.Generator().manual_seed(seed)
+    for bank in model.modules():
+        if isinstance(bank, ConvExpertBank):
+            redraw_parameters(bank, generator)
+    return model
 
 
 def random_inputs(signature: DataSignature, batch: int = 6, length: int = 10, seed: int = 0):

@@ -343,6 +343,23 @@ def test_smoke_check_names_the_plugin_and_the_broken_promise(registry, leaky_dir
         smoke_check(component)
 
 
+def test_smoke_check_sees_a_leak_in_a_bank_that_starts_at_zero():
+    class LeaksFromZero(ConvExpertBank):
+        """The built-in bank, but every frame reaches the kernel-3 window: a leak its zero start hides."""
+
+        def forward(self, x, mask, weights):
+            return super().forward(x, torch.ones_like(mask), weights) * mask[..., None]
+
+    leaky = Component(
+        "expert",
+        "leaks_from_zero",
+        lambda d_model, n_experts, rank, dropout: LeaksFromZero(d_model, n_experts, rank, dropout),
+        "p",
+    )
+    with pytest.raises(ContractError, match="padded frames leak"):
+        smoke_check(leaky)
+
+
 # One-off plugins: a directory of *.py files, and a trace of what each hook registered.
 
 NARROW_EXPERT = """

@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import with_random_experts
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -444,7 +445,7 @@ def test_appended_padding_frames_do_not_change_any_output(
 ):
     torch.manual_seed(seed)
     config = ModelConfig(d_model=16, encoder=encoder, router=router, fusion=fusion, topk=1)
-    model = MMoLRE(config, signature, registry).eval()
+    model = with_random_experts(MMoLRE(config, signature, registry).eval(), seed)
     generator = torch.Generator().manual_seed(seed)
     valid = torch.tensor(lengths)
     length = max(lengths)
