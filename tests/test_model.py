@@ -11,7 +11,6 @@ from mmolre_cli.config import ExpertConfig, ModelConfig
 from mmolre_cli.model import MMoLRE, multitask_loss
 from mmolre_cli.model.experts import ConvExpertBank, lowrank_parameter_count
 from mmolre_cli.model.routers import SoftRouter, TopKRouter, UniformRouter, switch_balance_loss
-from mmolre_cli.plugins.contracts import redraw_parameters
 
 
 def small_config(**changes) -> ModelConfig:
@@ -67,8 +66,7 @@ def test_lowrank_parameter_count_matches_formula(d, n, r):
 def test_expert_bank_equals_a_loop_over_separate_experts(n, routed):
     """Values and gradients, whether the bank runs every expert or (k ≤ N/4) only the routed ones."""
     d, r, batch, length = 12, 5, 4, 9
-    bank = ConvExpertBank(d, n, hidden=r, dropout=0.0).eval()
-    redraw_parameters(bank, torch.Generator().manual_seed(0))  # its last layer starts at zero
+    bank = with_random_experts(ConvExpertBank(d, n, hidden=r, dropout=0.0).eval())
     x = torch.randn(batch, length, d, requires_grad=True)
     mask = torch.arange(length)[None, :] < torch.tensor([9, 7, 3, 1])[:, None]
     scores = torch.rand(batch, n, requires_grad=True)
