@@ -64,18 +64,18 @@ def is_finished(directory: Path) -> bool:
     return (directory / SUMMARY_NAME).is_file()
 
 
-def finished_twin(out: Path, config: RunConfig, seeds: list[int]) -> Path | None:
-    """A finished part directory under ``out`` trained with the same config and seeds by an earlier
-    invocation (say ``full``, where a grid now names that model ``topk=2``), or None."""
+def finished_parts(out: Path) -> list[tuple[dict[str, Any], Path]]:
+    """Every finished part directory under ``out`` with the seeds and config it was trained with, in
+    name order: how a new variant finds its twin trained by an earlier invocation (say ``full``, where a
+    grid now names that model ``topk=2``)."""
     from mmolre_cli.training.seeds import SEEDS_NAME
 
-    # Through JSON, so it compares equal to the stored form.
-    wanted = json.loads(json.dumps({"seeds": seeds, "config": config.to_dict()}))
+    parts = []
     for manifest in sorted((out / "runs").glob(f"*/{SEEDS_NAME}")):
-        stored = json.loads(manifest.read_text())
-        if {"seeds": stored["seeds"], "config": stored["config"]} == wanted and is_finished(manifest.parent):
-            return manifest.parent
-    return None
+        if is_finished(manifest.parent):
+            stored = json.loads(manifest.read_text())
+            parts.append(({"seeds": stored["seeds"], "config": stored["config"]}, manifest.parent))
+    return parts
 
 
 def train_part(
@@ -164,9 +164,15 @@ def run_plan(
     record_plan(plan, seeds, out)
     threads = None if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs)
 
+    trained_parts = finished_parts(out)
+
     def directory(variant: Variant, part: str, config: RunConfig) -> Path:
         own = part_directory(out, variant, part)
-        return own if is_finished(own) else finished_twin(out, config, list(seeds)) or own
+        if is_finished(own):
+            return own
+        # Through JSON, so it compares equal to the stored form.
+        wanted = json.loads(json.dumps({"seeds": list(seeds), "config": config.to_dict()}))
+        return next((twin for trained, twin in trained_parts if trained == wanted), own)
 
     work = [
         (variant, part, PartJob(
