@@ -126,28 +126,38 @@ def _type_name(kind: Any) -> str:
     return getattr(kind, "__name__", str(kind))
 
 
-def _coerce(value: Any, kind: Any, where: str) -> Any:
-    """``value`` as ``kind`` (a field annotation), or a UsageError naming ``where``."""
+def _at(source: str, path: str) -> str:
+    """Where a value sits, for messages: ``cfg.yaml: model.topk``, or just ``source`` at the top."""
+    return f"{source}: {path}" if path else source
+
+
+def _child(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _coerce(value: Any, kind: Any, source: str, path: str = "") -> Any:
+    """``value`` as ``kind`` (a field annotation), or a UsageError naming ``source`` and the key ``path``."""
+    where = _at(source, path)
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(kind)
         if value is None and type(None) in options:
             return None
-        return _coerce(value, next(o for o in options if o is not type(None)), where)
+        return _coerce(value, next(o for o in options if o is not type(None)), source, path)
     if dataclasses.is_dataclass(kind):
         if not isinstance(value, dict):
             raise UsageError(f"{where}: expected a mapping, got {value!r}")
-        return _from_dict(kind, value, where)
+        return _from_dict(kind, value, source, path)
     if origin is list:
         if not isinstance(value, list):
             raise UsageError(f"{where}: expected a list, got {value!r}")
         (item,) = typing.get_args(kind)
-        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_coerce(v, item, source, f"{path}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise UsageError(f"{where}: expected a mapping, got {value!r}")
         key_kind, item = typing.get_args(kind)
-        return {_coerce(k, key_kind, where): _coerce(v, item, f"{where}.{k}") for k, v in value.items()}
+        return {_coerce(k, key_kind, source, path): _coerce(v, item, source, _child(path, k)) for k, v in value.items()}
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -175,13 +185,38 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
     raise UsageError(f"{where}: expected {_type_name(kind)}, got {value!r}")
 
 
-def _from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
+def _from_dict(cls: type, values: dict[str, Any], source: str, path: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     for key in values:
         if key not in names:
-            raise UsageError(f"{where}: unknown key {key!r} (valid: {', '.join(names)}){did_you_mean(key, names)}")
-    return cls(**{key: _coerce(value, hints[key], f"{where}.{key}") for key, value in values.items()})
+            hint = did_you_mean(key, names)
+            raise UsageError(f"{_at(source, path)}: unknown key {key!r} (valid: {', '.join(names)}){hint}")
+    return cls(**{key: _coerce(value, hints[key], source, _child(path, key)) for key, value in values.items()})
+
+
+def check_setting(path: tuple[str, ...], where: str) -> None:
+    """Refuse a dotted path (``model.experts.rank``) that does not name one setting of :class:`RunConfig`."""
+    kind: Any = RunConfig
+    for depth, key in enumerate(path):
+        if dataclasses.is_dataclass(kind):
+            hints = typing.get_type_hints(kind)
+            if key not in hints:
+                names = list(hints)
+                hint = did_you_mean(key, names)
+                raise UsageError(
+                    f"{where}: {_child('.'.join(path[:depth]), key)} is not a setting (valid: {', '.join(names)}){hint}"
+                )
+            kind = hints[key]
+        elif typing.get_origin(kind) is dict:
+            kind = typing.get_args(kind)[1]  # one entry of a mapping such as model.task_weights
+        else:
+            raise UsageError(f"{where}: {'.'.join(path[:depth])} is one setting; it has no key {key!r}")
+    if dataclasses.is_dataclass(kind):
+        example = ".".join((*path, dataclasses.fields(kind)[0].name))
+        raise UsageError(f"{where}: {'.'.join(path)} is a group of settings; name one, such as {example}")
+    if typing.get_origin(kind) is dict:
+        raise UsageError(f"{where}: {'.'.join(path)} is a mapping; name one entry, such as {'.'.join(path)}.KEY")
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -203,6 +203,10 @@ def test_grid_skips_topk_above_shared_and_reuses_the_full_model(registry):
         (["nope=1,2"], "unknown key 'nope'"),
         (["shared"], "expected KEY=V1,V2"),
         (["shared=1", "shared=2"], "given twice"),
+        (["model.experts=1,2"], "model.experts is a group of settings; name one, such as model.experts.shared"),
+        (["model.topk.x=1"], "model.topk is one setting; it has no key 'x'"),
+        (["model.experts.rnak=1"], "model.experts.rnak is not a setting .*did you mean 'rank'"),
+        (["model.task_weights=1"], "model.task_weights is a mapping; name one entry"),
     ],
 )
 def test_bad_grids_are_refused(values, fragment):
@@ -210,9 +214,24 @@ def test_bad_grids_are_refused(values, fragment):
         parse_grid(values)
 
 
-def test_grid_values_are_checked_before_training(registry):
-    with pytest.raises(UsageError, match="--grid type=bogus"):
-        plan_variants(SMALL, [], [], parse_grid(["type=bogus"]), registry)
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("type=bogus", "--grid type=bogus: --experts type: unknown value 'bogus'"),
+        ("topk=b", "--grid topk=b: model.topk: expected int, got 'b'"),
+        ("model.task_weights.er=x", "--grid model.task_weights.er=x: model.task_weights.er: expected float, got 'x'"),
+    ],
+)
+def test_grid_values_are_checked_before_training(registry, value, message):
+    with pytest.raises(UsageError) as error:
+        plan_variants(SMALL, [], [], parse_grid([value]), registry)
+    assert str(error.value).startswith(message)
+
+
+def test_a_grid_over_one_entry_of_a_mapping_sets_that_entry(registry):
+    plan = plan_variants(SMALL, [], [], parse_grid(["model.task_weights.er=0.5,1"]), registry)
+    weights = [variant.parts[WHOLE].model.task_weights for variant in plan.variants]
+    assert weights == [{"sa": 1.0, "er": 1.0}, {"sa": 1.0, "er": 0.5}]
 
 
 def test_heatmap_scale_respects_direction():

@@ -54,7 +54,7 @@ def test_flags_override_the_file(tmp_path):
     [
         ({"model": {"topk": 5}}, "topk (5) cannot exceed"),
         ({"model": {"expert": {}}}, "unknown key 'expert'"),
-        ({"model": {"d_model": "wide"}}, "config.model.d_model: expected int"),
+        ({"model": {"d_model": "wide"}}, "config: model.d_model: expected int"),
         ({"train": {"epochs": 0}}, "train.epochs must be at least 1"),
         ({"model": {"tasks": ["sa", "mer"]}}, "unknown task 'mer'"),
     ],

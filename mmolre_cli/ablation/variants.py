@@ -5,7 +5,6 @@ Every variant is the full model's config with one change, so all of them share d
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import itertools
 import re
@@ -16,11 +15,11 @@ from typing import Any
 from mmolre_cli.config import (
     ALIASES,
     ARCHITECTURES,
-    ExpertConfig,
     ModelConfig,
     RunConfig,
     build_config,
     check_components,
+    check_setting,
     did_you_mean,
     parse_list,
     set_path,
@@ -118,6 +117,7 @@ def grid_path(key: str) -> tuple[str, ...]:
     if key in ALIASES:
         return ALIASES[key]
     if key.startswith(("model.", "train.")) and all(key.split(".")):
+        check_setting(tuple(key.split(".")), "--grid")
         return tuple(key.split("."))
     hint = did_you_mean(key, list(ALIASES))
     raise UsageError(
@@ -141,10 +141,9 @@ def parse_grid(values: list[str]) -> dict[str, list[str]]:
 
 
 def _topk_exceeds_shared(values: dict[str, Any]) -> bool:
-    model = values.get("model", {})
+    model = values["model"]
     try:
-        topk = int(model.get("topk", ModelConfig.topk))
-        return topk > int(model.get("experts", {}).get("shared", ExpertConfig.shared))
+        return int(model["topk"]) > int(model["experts"]["shared"])
     except (TypeError, ValueError):
         return False  # not a number: build_config reports it with the key's name
 
@@ -201,7 +200,7 @@ def plan_variants(
     for combination in itertools.product(*grid.values()) if grid else ():
         settings = dict(zip(grid, combination, strict=True))
         label = ",".join(f"{key}={value}" for key, value in settings.items())
-        point = copy.deepcopy(values)
+        point = full.to_dict()  # every setting, so that a grid over one entry of a mapping keeps the others
         for key, value in settings.items():
             set_path(point, grid_path(key), value)
         if _topk_exceeds_shared(point):
