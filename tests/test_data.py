@@ -9,8 +9,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from cli_checks import assert_fails_cleanly
+from typer.testing import CliRunner
 
 from mmolre_cli import __version__
+from mmolre_cli.cli.app import app
 from mmolre_cli.data import (
     FORMAT,
     MOSEI_EMOTIONS,
@@ -343,6 +346,25 @@ def test_synthetic_options_are_checked() -> None:
     for fraction in (0, 1.5):
         with pytest.raises(UsageError, match=r"--emotion-labels: must be a fraction in \(0, 1\]"):
             generate_synthetic("mosei", 0.001, emotion_labels=fraction)
+
+
+@pytest.mark.parametrize(
+    "arguments,fragments",
+    [
+        (["--scale", "inf"], ["--scale: must be a positive finite number, got inf"]),
+        (["--scale", "nan"], ["--scale: must be a positive finite number, got nan"]),
+        (["--scale", "1e30"], ["--scale 1e+30, --seq-len 50: the features", "memory", "lower --scale"]),
+        (
+            ["--scale", "0.1", "--seq-len", "100000000000"],
+            ["--scale 0.1, --seq-len 100000000000: the features (2286 clips × 100000000000 steps × 877 float32 values) "
+             "would not fit in this machine's memory", "--seq-len can be at most"],
+        ),
+    ],
+)  # fmt: skip
+def test_cli_synthetic_sizes_are_checked(tmp_path: Path, arguments: list[str], fragments: list[str]) -> None:
+    out = tmp_path / "p.h5"
+    result = CliRunner().invoke(app, ["prepare", "synthetic", "--out", str(out), *arguments])
+    assert_fails_cleanly(result, *fragments, out=out, code=2)
 
 
 @pytest.fixture(scope="module")

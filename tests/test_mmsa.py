@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_checks import assert_fails_cleanly
+from cli_checks import assert_fails_cleanly, snapshot
 from typer.testing import CliRunner
 
 from mmolre_cli.cli.app import app
@@ -300,6 +300,21 @@ def test_export_refuses_data_it_cannot_express(runner, tmp_path, tiny_mosi):
     unknown = write_canonical(data, tmp_path / "nan.h5")
     result = runner.invoke(app, ["export", "mmsa", str(unknown), "--out", str(out)])
     assert_fails_cleanly(result, str(unknown), "test/labels/sentiment: unknown (NaN) at sample 2", out=out)
+
+
+@pytest.mark.parametrize(
+    "command,source,out",
+    [("export", "t3.h5", "t3.h5"), ("export", "t3.h5", "link.h5"), ("export", "t3.h5", "x/../t3.h5"),
+     ("prepare", "a.pkl", "a.pkl")],
+)  # fmt: skip
+def test_an_output_that_is_the_input_is_refused_before_writing(runner, tmp_path, tiny_mosi, command, source, out):
+    (tmp_path / "t3.h5").write_bytes(tiny_mosi.read_bytes())
+    (tmp_path / "link.h5").symlink_to(tmp_path / "t3.h5")
+    dump(mmsa_dict(), tmp_path / "a.pkl")
+    before = snapshot(tmp_path)
+    result = runner.invoke(app, [command, "mmsa", str(tmp_path / source), "--out", str(tmp_path / out), "--force"])
+    assert_fails_cleanly(result, f"--out {tmp_path / out}: is the input file", code=2)
+    assert snapshot(tmp_path) == before
 
 
 def test_data_info_prints_a_table_and_json(runner, tmp_path):

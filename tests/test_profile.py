@@ -175,12 +175,29 @@ def test_shapes_from_a_canonical_file(tiny_data):
         (["--compare", "type"], "--compare: expected KEY=V1,V2"),
         (["--compare", "shared=1,2", "--topk", "2"], "topk (2) cannot exceed"),
         (["--like", "iemocap"], "--like: unknown value 'iemocap'"),
+        (["--batch-size", "10000000000"], ", --batch-size 10000000000: the model and its inputs do not fit in"),
+        (["--d-model", "1000000000000000"], "--d-model 1000000000000000, --experts shared=4,rank=32,type=lowrank, "),
+        (["--experts", "rank=1000000000000000"], "rank=1000000000000000,type=lowrank, --batch-size 64: the model"),
     ],
 )
 def test_cli_bad_options_are_one_line_errors(arguments, message):
     result = CliRunner().invoke(app, ["profile", "--repeats", "0", *arguments])
-    assert result.exit_code == 2
+    assert result.exit_code == 2, result.output
     assert result.stderr.count("\n") == 1 and message in result.stderr
+
+
+@pytest.mark.parametrize("name", ["out.xyz", "data.h5"])
+def test_cli_plot_format_is_checked_before_profiling(tmp_path, monkeypatch, name):
+    def profiled(*args, **kwargs):
+        raise AssertionError("profiled before checking --plot")
+
+    monkeypatch.setattr("mmolre_cli.profiling.profile_configuration", profiled)
+    plot = tmp_path / name
+    result = CliRunner().invoke(app, ["profile", *TINY, "--plot", str(plot)])
+    assert result.exit_code == 2, result.output
+    suffix = name.rpartition(".")[2]
+    assert result.stderr.startswith(f"Error: --plot {plot}: unsupported format '{suffix}' (supported: ")
+    assert result.stderr.count("\n") == 1 and "png, " in result.stderr and not list(tmp_path.iterdir())
 
 
 def test_plot_of_parameters_and_flops_against_experts(registry, tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from mmolre_cli.cli.common import console, user_errors
+from mmolre_cli.cli.prepare import check_out
 
 export_app = typer.Typer(help="Export a canonical HDF5 file to another toolkit's format.", no_args_is_help=True)
 
@@ -21,10 +22,8 @@ def mmsa(
     """Write an MMSA toolkit pickle (placeholder text_bert token ids consistent with the text lengths)."""
     from mmolre_cli.data.canonical import read_canonical
     from mmolre_cli.data.mmsa import write_mmsa
-    from mmolre_cli.errors import DataError
 
-    if out.exists() and not force:
-        raise DataError(f"{out}: already exists (use --force to overwrite)")
+    check_out(out, force, file)
     data = read_canonical(file)
     write_mmsa(data, out, source=str(file), force=force)
     sizes = ", ".join(f"{name} {split.size}" for name, split in data.splits.items())

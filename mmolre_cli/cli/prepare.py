@@ -8,15 +8,18 @@ import typer
 
 from mmolre_cli.cli.common import console, registry, user_errors, warn
 from mmolre_cli.data.synthetic import EMOTION_LABELS
-from mmolre_cli.errors import DataError
+from mmolre_cli.errors import DataError, UsageError
 
 prepare_app = typer.Typer(help="Prepare a dataset as a canonical HDF5 file.", no_args_is_help=True)
 
 _SEQ_LEN_HELP = "Steps per sample: longer inputs are truncated, shorter ones zero-padded at the end."
 
 
-def _check_out(out: Path, force: bool) -> None:
-    """Refuse an existing output before a long read, not only when writing at the end."""
+def check_out(out: Path, force: bool, *inputs: Path | None) -> None:
+    """Refuse an output that is one of the ``inputs``, or that exists without ``force``, before a long read."""
+    for path in filter(None, inputs):
+        if out.resolve() == path.resolve() or (out.exists() and path.exists() and out.samefile(path)):
+            raise UsageError(f"--out {out}: is the input file")
     if out.exists() and not force:
         raise DataError(f"{out}: already exists (use --force to overwrite)")
 
@@ -69,7 +72,7 @@ def mmsa(
     from mmolre_cli.data.canonical import write_canonical
     from mmolre_cli.data.mmsa import read_mmsa
 
-    _check_out(out, force)
+    check_out(out, force, file)
     data = read_mmsa(file, dataset=dataset)
     if data.options["published"]:
         console.print(f"recognised the published MMSA file {data.options['published']} (SHA-256)", highlight=False)
@@ -96,7 +99,7 @@ def csd(
     from mmolre_cli.data.canonical import write_canonical
     from mmolre_cli.data.csd import read_csd
 
-    _check_out(out, force)
+    check_out(out, force, text, labels, audio, vision, folds)
     sequences = {m: p for m, p in (("text", text), ("audio", audio), ("vision", vision)) if p is not None}
     data = read_csd(
         sequences, labels, dataset=dataset, seq_len=seq_len, keep=keep, folds=folds, allow_missing=allow_missing
@@ -124,7 +127,7 @@ def csv(
     from mmolre_cli.data.canonical import write_canonical
     from mmolre_cli.data.transcripts import prepare_transcripts
 
-    _check_out(out, force)
+    check_out(out, force, file)
     factory = registry().get("text_encoder", text_encoder, option="--text-encoder").factory
     data = prepare_transcripts(file, factory(model), seq_len=seq_len, dataset=dataset)
     data.options.update(text_encoder=text_encoder, model=model)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from mmolre_cli.cli.common import (
 from mmolre_cli.cli.train import cli_overrides
 from mmolre_cli.config import RunConfig, build_config, check_components, deep_merge, load_yaml
 from mmolre_cli.errors import UsageError
+from mmolre_cli.plugins.contracts import PluginError
 
 _PREFIXES = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
@@ -52,6 +55,27 @@ def configurations(base: dict[str, Any], compare: list[str], source: str) -> lis
         check_components(config, registry())
         out.append((label, settings, config))
     return out
+
+
+#: What torch says of an allocation too large for memory, or of a size too large for its 64-bit integers.
+_NO_MEMORY = ("can't allocate memory", "out of memory", "Overflow when unpacking long")
+
+
+@contextmanager
+def fitting_in_memory(config: RunConfig, device: Any) -> Iterator[None]:
+    """Turn an allocation too large for ``device`` (in a plugin factory too) while profiling ``config`` into a
+    UsageError naming the options that size the model and its inputs."""
+    try:
+        yield
+    except (MemoryError, RuntimeError, TypeError, PluginError) as error:
+        cause = error.__cause__ if isinstance(error, PluginError) else error
+        if not (isinstance(cause, MemoryError) or any(text in str(cause) for text in _NO_MEMORY)):
+            raise
+        model, experts = config.model, config.model.experts
+        raise UsageError(
+            f"--d-model {model.d_model}, --experts shared={experts.shared},rank={experts.rank},type={experts.type}, "
+            f"--batch-size {config.train.batch_size}: the model and its inputs do not fit in {device} memory"
+        ) from None
 
 
 def describe(report: dict[str, Any]) -> str:
@@ -195,8 +219,17 @@ def profile(
     import torch
 
     from mmolre_cli.data.shapes import like_shapes, read_shapes
-    from mmolre_cli.profiling import expert_scaling, profile_configuration, ratios, resolve_device, save_plot
+    from mmolre_cli.profiling import (
+        check_plot_path,
+        expert_scaling,
+        profile_configuration,
+        ratios,
+        resolve_device,
+        save_plot,
+    )
 
+    if plot is not None:
+        check_plot_path(plot)
     values = load_yaml(config) if config else {}
     overrides = cli_overrides(
         data=data, experts=experts, topk=topk, router=router, fusion=fusion, encoder=encoder, tasks=tasks,
@@ -205,9 +238,9 @@ def profile(
     )  # fmt: skip
     runs = configurations(deep_merge(values, overrides), compare, str(config) if config else "options")
     data_file = runs[0][2].data
-    if data_file and like:
+    if data_file and like is not None:
         raise UsageError("--like: give either --data or --like, not both")
-    shapes = read_shapes(data_file) if data_file else like_shapes(like or "mosei")
+    shapes = read_shapes(data_file) if data_file else like_shapes("mosei" if like is None else like)
     target = resolve_device(device)
     if threads is not None:
         torch.set_num_threads(threads)
@@ -216,7 +249,8 @@ def profile(
     for label, settings, run_config in runs:
         if err_console.is_terminal:
             err_console.print(f"profiling {label} …", highlight=False)
-        row = profile_configuration(run_config, shapes, registry(), device=target, repeats=repeats, warmup=warmup)
+        with fitting_in_memory(run_config, target):
+            row = profile_configuration(run_config, shapes, registry(), device=target, repeats=repeats, warmup=warmup)
         rows.append({"label": label, "settings": settings, **row})
     for row, ratio in zip(rows, ratios(rows), strict=True):
         row["ratios"] = ratio
@@ -230,7 +264,8 @@ def profile(
     }
     if plot is not None:
         model = runs[0][2].model
-        points = expert_scaling(model, shapes, registry())
+        with fitting_in_memory(runs[0][2], "cpu"):
+            points = expert_scaling(model, shapes, registry())
         title = f"d={model.d_model}, rank={model.experts.rank}, top-k={model.topk} (capped at N), {shapes.source}"
         save_plot(points, plot, title)
         report["plot"] = {"file": str(plot), "points": points}

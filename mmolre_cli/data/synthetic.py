@@ -39,6 +39,7 @@ show under ``mmolre ablate``.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,8 +161,8 @@ def _generate(
 ) -> tuple[CanonicalData, np.ndarray]:
     """``generate_synthetic`` plus the hidden factors (N_total, len(FACTORS)), splits in SPLITS order."""
     shape = like_shapes(like)
-    if not scale > 0:
-        raise UsageError(f"--scale: must be positive, got {scale}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise UsageError(f"--scale: must be a positive finite number, got {scale}")
     seq_len = _padded_length(shape) if seq_len is None else seq_len
     if seq_len < 1:
         raise UsageError(f"--seq-len: must be at least 1, got {seq_len}")
@@ -169,6 +170,7 @@ def _generate(
         raise UsageError(f"--seed: must be non-negative, got {seed}")
     if not 0 < emotion_labels <= 1:
         raise UsageError(f"--emotion-labels: must be a fraction in (0, 1], got {emotion_labels}")
+    _check_memory(like, scale, seq_len)
     sizes = [max(8, round(n * scale)) for n in _SIZES[like]]
     n = sum(sizes)
     clip_seed, mix_seed, *modality_seeds = np.random.SeedSequence(seed).spawn(2 + len(shape.input_dims))
@@ -218,6 +220,23 @@ def _generate(
         options=_options(like, scale, seed, seq_len, emotion_labels),
     )
     return data, factors
+
+
+def _check_memory(like: str, scale: float, seq_len: int) -> None:
+    """Refuse, naming ``--scale`` and ``--seq-len``, features too large for this machine's physical memory."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): the allocation itself decides
+        return
+    clips = sum(max(8, np.round(n * scale)) for n in _SIZES[like])  # as the split sizes, but inf when too many
+    values = sum(like_shapes(like).input_dims.values())
+    most = int(memory // (4 * values * clips))  # the longest sequences whose features fit
+    if seq_len > most:
+        fix = f"--seq-len can be at most {most} at this --scale" if most else "lower --scale"
+        raise UsageError(
+            f"--scale {scale:g}, --seq-len {seq_len}: the features ({clips:.6g} clips × {seq_len} steps × {values} "
+            f"float32 values) would not fit in this machine's memory ({memory / 2**30:.0f} GiB); {fix}"
+        )
 
 
 def _padded_length(shape: DataShapes) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 from mmolre_cli.atomic import save_figure
 from mmolre_cli.config import ModelConfig
 from mmolre_cli.data.shapes import DataShapes
+from mmolre_cli.errors import UsageError
 from mmolre_cli.model.build import resolve_model
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.profiling.components import parameter_report
@@ -44,6 +45,16 @@ def expert_scaling(
                 }
             )
     return points
+
+
+def check_plot_path(path: Path) -> None:
+    """Refuse, naming ``--plot``, a file whose suffix names no format matplotlib saves (none means png)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    supported = FigureCanvasBase.get_supported_filetypes()
+    suffix = path.suffix.lstrip(".").lower() or "png"
+    if suffix not in supported:
+        raise UsageError(f"--plot {path}: unsupported format {suffix!r} (supported: {', '.join(sorted(supported))})")
 
 
 def save_plot(points: list[dict[str, Any]], path: Path, title: str) -> None:
