@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -63,6 +65,12 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 
 #: Model families ``model.architecture`` accepts: MMoLRE and the baselines of SPEC §3.
 ARCHITECTURES = ("mmolre", "hps", "mmoe", "cgc")
+#: The tasks a model can train: sentiment analysis and emotion recognition.
+TASK_NAMES = ("sa", "er")
+#: Devices ``train.device`` accepts.
+DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+#: Seeds are NumPy's: 0 to 2**32 - 1.
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -238,7 +246,7 @@ def set_path(values: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML config file as a dict (safe loader only), or a UsageError naming the file."""
+    """A YAML config file as a dict of correctly typed values (safe loader only), or a UsageError naming the file."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -256,6 +264,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(values, dict):
         raise UsageError(f"{path}: expected a mapping at the top level, got {type(values).__name__}")
+    # Types are checked here, where the file alone is at fault; ranges after the command's flags are merged in.
+    _from_dict(RunConfig, values, str(path))
     return values
 
 
@@ -296,23 +306,43 @@ def check_ranges(config: RunConfig, source: str = "config") -> None:
         )
     if not model.tasks:
         raise UsageError(f"{source}: model.tasks must name at least one task")
-    for task in model.tasks:
-        if task not in ("sa", "er"):
-            raise UsageError(f"{source}: model.tasks: unknown task {task!r} (valid: sa, er)")
-    if train.lr <= 0:
-        raise UsageError(f"{source}: train.lr must be positive, got {train.lr}")
+    _check_names("model.tasks", model.tasks, TASK_NAMES, source)
+    _check_names("model.task_weights", list(model.task_weights), TASK_NAMES, source)
+    if model.modalities is not None:
+        if not model.modalities:
+            raise UsageError(f"{source}: model.modalities must name at least one modality (unset means all)")
+        _check_names("model.modalities", model.modalities, None, source)
+    if config.data is not None and not config.data.strip():
+        raise UsageError(f"{source}: data: empty path (unset means the built-in dataset)")
+    if not (math.isfinite(train.lr) and train.lr > 0):
+        raise UsageError(f"{source}: train.lr must be a positive finite number, got {train.lr}")
     nonnegative = {
         "train.weight_decay": train.weight_decay,
         "train.grad_clip": train.grad_clip,
         "train.warmup_epochs": train.warmup_epochs,
+        "model.balance_coef": model.balance_coef,
+        **{f"model.task_weights.{task}": weight for task, weight in model.task_weights.items()},
     }
     for key, value in nonnegative.items():
-        if value < 0:
-            raise UsageError(f"{source}: {key} must not be negative, got {value}")
+        if not (math.isfinite(value) and value >= 0):
+            raise UsageError(f"{source}: {key} must be a finite number ≥ 0, got {value}")
+    if not 0 <= train.seed <= MAX_SEED:
+        raise UsageError(f"{source}: train.seed must be in [0, {MAX_SEED}], got {train.seed}")
+    if not DEVICE.fullmatch(train.device):
+        raise UsageError(f"{source}: train.device: unknown device {train.device!r} (valid: cpu, cuda, cuda:N)")
     for key, value, valid in (("schedule", train.schedule, SCHEDULES), ("precision", train.precision, PRECISIONS)):
         if value not in valid:
             hint = did_you_mean(value, valid)
             raise UsageError(f"{source}: train.{key}: unknown value {value!r} (valid: {', '.join(valid)}){hint}")
+
+
+def _check_names(key: str, names: list[str], valid: tuple[str, ...] | None, source: str) -> None:
+    """Each of ``names`` once, and (unless ``valid`` is None) among the tasks ``valid``."""
+    for i, name in enumerate(names):
+        if valid is not None and name not in valid:
+            raise UsageError(f"{source}: {key}: unknown task {name!r} (valid: {', '.join(valid)})")
+        if name in names[:i]:
+            raise UsageError(f"{source}: {key}: {name!r} given twice")
 
 
 def parse_assignments(values: list[str], option: str, valid: tuple[str, ...]) -> dict[str, str]:
@@ -371,7 +401,16 @@ def save_yaml(config: RunConfig, path: Path) -> None:
 
 
 def check_components(config: RunConfig, registry) -> None:
-    """Every component name in ``config`` is registered (a UsageError naming the option otherwise)."""
+    """Every component name in ``config`` is registered and its CUDA device exists (a UsageError naming the
+    option otherwise)."""
+    device = config.train.device
+    if device.startswith("cuda"):
+        import torch  # only here: the rest of the config layer runs without it
+
+        count, index = torch.cuda.device_count(), int(device.partition(":")[2] or 0)
+        if index >= count:
+            found = f"this machine has {count} CUDA device(s)" if count else "CUDA is not available on this machine"
+            raise UsageError(f"--device {device}: {found}")
     model = config.model
     registry.get("encoder", model.encoder, option="--encoder")
     for modality, name in model.encoders.items():

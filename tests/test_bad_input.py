@@ -75,7 +75,17 @@ CASES = [
     case("seed-and-seeds", f"{TRAIN} --seed 1 --seeds 1,2", 2, "--seed and --seeds: give one"),
     case("seeds-not-integers", f"{TRAIN} --seeds 1,x", 2, "--seeds:", "'1,x'"),
     case("nproc-zero", f"{TRAIN} --nproc 0", 2, "--nproc: must be at least 1, got 0"),
-    case("lr-zero", f"{TRAIN} --lr 0", 2, "train.lr must be positive, got 0.0"),
+    case("lr-nan", f"{TRAIN} --lr nan", 2, "options: train.lr must be a positive finite number, got nan"),
+    case("seed-negative", f"{TRAIN} --seed -1", 2, "options: train.seed must be in [0, 4294967295], got -1"),
+    case("seeds-too-large", f"{TRAIN} --seeds 1,5000000000", 2, "--seeds: each seed must be in [0, 4294967295]"),
+    case("device-unknown", f"{TRAIN} --device meta", 2, "train.device: unknown device 'meta' (valid: cpu, cuda"),
+    case("device-without-cuda", f"{TRAIN} --device cuda:7", 2, "--device cuda:7:"),
+    case("tasks-empty", f"{TRAIN} --tasks ''", 2, "--tasks: empty value"),
+    case("out-empty", "train --data {data} --out '' --no-track", 2, "--out: empty value"),
+    case("out-empty-after-equals", "train --data {data} --out= --no-track", 2, "--out: empty value"),
+    case("argument-empty", "data info ''", 2, "empty argument after 'info'"),
+    case("tasks-twice", f"{TRAIN} --tasks sa,sa", 2, "model.tasks: 'sa' given twice"),
+    case("lr-zero", f"{TRAIN} --lr 0", 2, "train.lr must be a positive finite number, got 0.0"),
     case("resume-with-options", "train --resume {run} --epochs 3", 2, "--resume", "give no other training options"),
     case("split-unknown", "eval {run} --split tset", 2, "--split: unknown value 'tset'", "did you mean 'test'?"),
     case("like-unknown", "profile --like mosa --repeats 0", 2, "--like: unknown value 'mosa'", "mean 'mosi'?"),
@@ -103,8 +113,20 @@ CASES = [
          files=config("model:\n  experts: 4\n")),
     case("yaml-unknown-router", f"{TRAIN} --config cfg.yaml", 2, "unknown value 'topq'", "did you mean 'topk'?",
          files=config("model:\n  router: topq\n")),
-    case("yaml-negative-lr", f"{TRAIN} --config cfg.yaml", 2, "cfg.yaml: train.lr must be positive, got -1.0",
+    case("yaml-negative-lr", f"{TRAIN} --config cfg.yaml", 2,
+         "cfg.yaml: train.lr must be a positive finite number, got -1.0",
          files=config("train: {lr: -1}\n")),
+    case("yaml-null-section", f"{TRAIN} --config cfg.yaml", 2, "cfg.yaml: train: expected a mapping, got None",
+         files=config("train: null\n")),
+    case("yaml-no-modalities", f"{TRAIN} --config cfg.yaml", 2,
+         "cfg.yaml: model.modalities must name at least one modality", files=config("model: {modalities: []}\n")),
+    case("yaml-weight-of-unknown-task", f"{TRAIN} --config cfg.yaml", 2,
+         "cfg.yaml: model.task_weights: unknown task 'xx'", files=config("model: {task_weights: {xx: 1}}\n")),
+    case("yaml-negative-balance", f"{TRAIN} --config cfg.yaml", 2,
+         "cfg.yaml: model.balance_coef must be a finite number ≥ 0, got -5.0",
+         files=config("model: {balance_coef: -5}\n")),
+    case("yaml-empty-data-path", f"{TRAIN_ON.replace(' --data', '')} --config cfg.yaml", 2,
+         "cfg.yaml: data: empty path", files=config("data: ''\n")),
     case("yaml-invalid", f"{TRAIN} --config cfg.yaml", 2, "cfg.yaml: not valid YAML at line 3",
          files=config("model:\n  topk: [\n")),
     case("yaml-list-at-top", f"{TRAIN} --config cfg.yaml", 2, "cfg.yaml: expected a mapping at the top level, got list",
@@ -148,6 +170,8 @@ CASES = [
     case("checkpoint-needs-missing-plugin", "eval {needs_plugin_pt}", 1, "{needs_plugin_pt}:",
          "unknown value 'explode'"),
     case("checkpoint-not-in-run-dir", "eval {no_checkpoint}", 1, "checkpoint.pt: no checkpoint found"),
+    case("eval-damaged-seeds-json", "eval {damaged_multi}", 1, "{damaged_multi}/seeds.json: damaged (not valid JSON)"),
+    case("resume-damaged-seeds-json", "train --resume {damaged_multi}", 1, "{damaged_multi}/seeds.json: damaged"),
     case("resume-other-config", "train --resume {changed} --no-track", 1, "last.pt: written with another config"),
     case("resume-not-a-run", "train --resume {no_checkpoint}", 1, "{no_checkpoint}: not a run directory"),
     case("resume-finished-run", "train --resume {run}", 1, "{run}: the run is complete"),
@@ -164,6 +188,15 @@ CASES = [
     # ablate
     case("grid-group", "ablate --data {data} --out out --grid model.experts=1,2", 2,
          "--grid: model.experts is a group of settings; name one, such as model.experts.shared"),
+    case("grid-seed", "ablate --data {data} --out out --grid train.seed=1,2", 2,
+         "--grid train.seed: seeds come from --seeds"),
+    case("grid-same-setting-twice", "ablate --data {data} --out out --grid d_model=8 --grid model.d_model=16", 2,
+         "--grid: d_model and model.d_model name the same setting"),
+    case("grid-select-of-untrained-task", "ablate --data {data} --out out --tasks sa --grid train.select=MAE,WA_mean",
+         2,
+         "--grid train.select=WA_mean: --select: unknown metric 'WA_mean' for tasks sa"),
+    case("ablate-nothing-left", "ablate --data {data} --out out --router uniform --remove router", 2,
+         "nothing to compare: --remove router: skipped, the full model already runs without it"),
     case("grid-not-a-number", "ablate --data {data} --out out --grid topk=1,b", 2,
          "--grid topk=b: model.topk: expected int, got 'b'"),
     # plugins
@@ -215,7 +248,7 @@ WORKSPACE = {
     "foreign_h5": "foreign.h5", "run": "run", "multi": "multi", "interrupted": "interrupted", "changed": "changed",
     "no_checkpoint": "no_checkpoint", "garbage_pt": "garbage.pt", "truncated_pt": "truncated.pt",
     "foreign_pt": "foreign.pt", "other_config_pt": "other_config.pt", "needs_plugin_pt": "needs_plugin.pt",
-    "plugins": "plugins",
+    "plugins": "plugins", "damaged_multi": "damaged_multi",
 }  # fmt: skip
 
 
@@ -252,6 +285,8 @@ def workspace(tmp_path_factory) -> dict[str, str]:
     for name in ("interrupted", "changed"):
         shutil.copytree(paths["run"], paths[name])
         (paths[name] / "metrics.json").unlink()
+    shutil.copytree(paths["multi"], paths["damaged_multi"])
+    (paths["damaged_multi"] / "seeds.json").write_text("{not json")
     values = yaml.safe_load((paths["changed"] / "config.yaml").read_text())
     values["train"]["lr"] *= 2
     (paths["changed"] / "config.yaml").write_text(yaml.safe_dump(values))

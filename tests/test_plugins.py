@@ -21,7 +21,7 @@ from mmolre_cli.model.experts import ConvExpertBank
 from mmolre_cli.model.masking import masked_mean
 from mmolre_cli.model.routers import Route
 from mmolre_cli.plugins import build_registry, get_plugin_manager, hookimpl
-from mmolre_cli.plugins.contracts import CONTRACTS, ContractError, check_factory, smoke_check
+from mmolre_cli.plugins.contracts import CONTRACTS, ContractError, PluginError, check_factory, smoke_check
 from mmolre_cli.plugins.registry import Component, Registry
 
 BUILTINS = {
@@ -499,3 +499,109 @@ def test_the_allow_list_excludes_failing_plugins(failing_plugins, monkeypatch, t
     assert listed.exit_code == 0 and "Warning" not in listed.stderr and "boom" not in listed.stdout
     built = runner.invoke(app, ["train", *failing_plugins, "--experts", "type=boom", "--out", str(tmp_path / "a")])
     assert built.exit_code == 2 and "--experts type: unknown value 'boom'" in built.stderr
+
+
+def test_an_empty_plugins_dir_is_refused_not_taken_for_the_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "helper.py").write_text("open('ran', 'w').close()\n")
+    refused = CliRunner().invoke(app, ["--plugins-dir", "", "plugins", "--json"])
+    assert refused.exit_code == 2 and refused.stderr.splitlines() == ["Error: --plugins-dir: empty value"]
+    monkeypatch.setenv("MMOLRE_PLUGINS_DIR", "")
+    assert CliRunner().invoke(app, ["plugins", "--json"]).exit_code == 0
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_bad_plugins_dir_from_the_environment_names_the_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMOLRE_PLUGINS_DIR", str(tmp_path / "none"))
+    missing = CliRunner().invoke(app, ["plugins"])
+    assert missing.exit_code == 2
+    assert missing.stderr.splitlines() == [f"Error: MMOLRE_PLUGINS_DIR: dir '{tmp_path / 'none'}' does not exist"]
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("MMOLRE_PLUGINS_DIR", str(tmp_path / "file"))
+    a_file = CliRunner().invoke(app, ["plugins"])
+    assert a_file.exit_code == 2 and a_file.stderr.splitlines() == [
+        f"Error: MMOLRE_PLUGINS_DIR: dir '{tmp_path / 'file'}' is a file"
+    ]
+
+
+def test_system_exit_in_plugin_code_is_the_plugins_failure_not_mmolres_exit(plugins_dir):
+    (plugins_dir / "exits.py").write_text("import sys\n\nsys.exit(0)\n")
+    forget_registries()
+    listed = CliRunner().invoke(app, ["--plugins-dir", str(plugins_dir), "plugins", "--json"])
+    forget_registries()
+    assert listed.exit_code == 0 and "narrow" in listed.stdout
+    assert f"Warning: plugin 'exits' failed at import: {plugins_dir / 'exits.py'}: SystemExit: 0" in listed.stderr
+
+    def exits(d_model, n_experts, topk):
+        sys.exit(3)
+
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def register_routers(register):
+            register("exits", exits)
+
+        @staticmethod
+        @hookimpl
+        def register_fusions(register):
+            sys.exit("usage: plugin.py [-h]")
+
+    pm, failures = get_plugin_manager()
+    pm.register(Plugin, name="exiting")
+    registry = build_registry(pm, failures)
+    assert [f.message() for f in registry.failures] == [
+        "plugin 'exiting' failed at register_fusions: SystemExit: usage: plugin.py [-h]"
+    ]
+    with pytest.raises(PluginError, match=r"^plugin 'exiting': router 'exits': factory raised SystemExit: 3$"):
+        registry.get("router", "exits").factory(d_model=8, n_experts=2, topk=1)
+    with pytest.raises(ContractError, match=r"^plugin 'exiting': router 'exits': factory raised SystemExit: 3$"):
+        smoke_check(registry.get("router", "exits"))
+
+
+def test_keyboard_interrupt_in_plugin_code_still_stops_mmolre(tmp_path):
+    (tmp_path / "interrupted.py").write_text("raise KeyboardInterrupt\n")
+    with pytest.raises(KeyboardInterrupt):
+        get_plugin_manager(tmp_path)
+
+
+NONE_ROUTER = """
+from mmolre_cli import hookimpl
+
+
+def make(d_model, n_experts, topk):
+    return None
+
+
+@hookimpl
+def register_routers(register):
+    register("myrouter", make, "builds nothing")
+"""
+
+
+def test_a_factory_that_builds_no_module_fails_the_build_in_one_line(tmp_path, tiny_data):
+    directory = tmp_path / "pd"
+    directory.mkdir()
+    (directory / "nonerouter.py").write_text(NONE_ROUTER)
+    out = tmp_path / "o1"
+    options = ["--data", str(tiny_data), "--d-model", "16", "--epochs", "1", "--no-track", "--out", str(out)]
+    forget_registries()
+    built = CliRunner().invoke(app, ["--plugins-dir", str(directory), "train", *options, "--router", "myrouter"])
+    forget_registries()
+    assert built.exit_code == 1 and "Traceback" not in built.output
+    assert built.stderr.splitlines()[-1] == (
+        "Error: plugin 'nonerouter': router 'myrouter': the factory built a NoneType, not a torch nn.Module"
+    )
+    assert not out.exists()
+
+
+def test_an_allow_list_name_that_matches_no_installed_plugin_is_reported(installed_plugins, monkeypatch):
+    monkeypatch.setenv("MMOLRE_LOAD_PLUGINS", "goood,builtin")
+    forget_registries()
+    listed = CliRunner().invoke(app, ["plugins"])
+    forget_registries()
+    assert listed.exit_code == 0
+    warnings = [line for line in listed.stderr.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "Warning: plugin 'goood' failed at MMOLRE_LOAD_PLUGINS: no installed plugin has this name (installed: "
+    )
+    assert warnings[0].endswith("; did you mean 'good'?")

@@ -28,8 +28,9 @@ from mmolre_cli.ablation.variants import ALIASES, parse_grid
 from mmolre_cli.cli.app import app
 from mmolre_cli.config import EXPERT_KEYS, ModelConfig, parse_experts
 from mmolre_cli.data.canonical import read_canonical
-from mmolre_cli.errors import DataError, UsageError
+from mmolre_cli.errors import CheckpointError, DataError, UsageError
 from mmolre_cli.model import MMoLRE
+from mmolre_cli.state_files import read_json
 from mmolre_cli.training.checkpoint import FORMAT, load_checkpoint
 
 TINY = ["--d-model", "16", "--experts", "shared=2,rank=4", "--topk", "1", "--batch-size", "32", "--no-track"]
@@ -482,3 +483,26 @@ def test_the_reliability_doc_names_real_corpus_cases_and_their_number():
     named = re.findall(r"`([a-z0-9]+(?:-[a-z0-9]+)+)`", text.split("tests/test_bad_input.py` cases", 1)[1][:400])
     assert named and set(named) <= ids, set(named) - ids
     assert int(re.search(r"(\d+) today", text).group(1)) == len(CASES)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "cannot read"),
+        ("{not json", "damaged (not valid JSON)"),
+        ("[1, 2]", "damaged (expected a JSON object, got list)"),
+        ('{"config": {}}', "damaged (no 'seeds')"),
+    ],
+)
+def test_a_damaged_state_file_is_named_in_one_line(tmp_path, content, message):
+    path = tmp_path / "seeds.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(CheckpointError) as error:
+        read_json(path, ("seeds", "config"))
+    assert str(error.value) == f"{path}: {message}" or str(error.value).startswith(f"{path}: {message}")
+
+
+def test_a_state_file_with_every_key_reads_back(tmp_path):
+    (tmp_path / "seeds.json").write_text('{"seeds": [1], "config": {}}')
+    assert read_json(tmp_path / "seeds.json", ("seeds", "config")) == {"seeds": [1], "config": {}}

@@ -25,6 +25,7 @@ from mmolre_cli.atomic import atomic_path
 from mmolre_cli.config import RunConfig
 from mmolre_cli.errors import UsageError
 from mmolre_cli.plugins.registry import Registry
+from mmolre_cli.state_files import read_json
 from mmolre_cli.training.tracking import Tracker
 
 PLAN_NAME = "plan.json"
@@ -73,7 +74,7 @@ def finished_parts(out: Path) -> list[tuple[dict[str, Any], Path]]:
     parts = []
     for manifest in sorted((out / "runs").glob(f"*/{SEEDS_NAME}")):
         if is_finished(manifest.parent):
-            stored = json.loads(manifest.read_text())
+            stored = read_json(manifest, ("seeds", "config"))
             parts.append(({"seeds": stored["seeds"], "config": stored["config"]}, manifest.parent))
     return parts
 
@@ -102,7 +103,7 @@ def train_part(
         results = trained.runs
     runs = []
     for result in results:
-        report = json.loads((result.run_dir / METRICS_NAME).read_text())
+        report = read_json(result.run_dir / METRICS_NAME, ("n_parameters",))
         runs.append(SeedRun(result.seed, result.metrics, report["n_parameters"], result.selected_epoch))
     return runs
 
@@ -128,7 +129,7 @@ def _worker(job: PartJob) -> list[SeedRun]:
 def record_plan(plan: Plan, seeds: list[int], out: Path) -> None:
     """Add the plan's variants to ``plan.json``; refuse one stored there with other configs or seeds."""
     path = out / PLAN_NAME
-    stored: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    stored: dict[str, Any] = read_json(path) if path.is_file() else {}
     for variant in plan.variants:
         # Through JSON, so it compares equal to the stored form.
         planned = json.loads(json.dumps({"seeds": seeds, **{p: c.to_dict() for p, c in variant.parts.items()}}))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from mmolre_cli.ablation.variants import WHOLE, Plan, Variant
 from mmolre_cli.atomic import remove_temporaries
 from mmolre_cli.errors import UsageError
 from mmolre_cli.plugins.registry import Registry
+from mmolre_cli.state_files import read_json
 from mmolre_cli.training.tracking import Tracker
 
 RESULTS_CSV, RESULTS_JSON = "results.csv", "results.json"
@@ -59,7 +59,7 @@ def run_ablation(
         raise UsageError(f"--out {out}: cannot create directory ({error.strerror or error})") from None
     remove_temporaries(out)  # left by an earlier invocation killed inside a write
     state_path = out / STATE_NAME
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    state = read_json(state_path) if state_path.is_file() else {}
     parent = Tracker(tracking_uri, out, f"ablate-{out.name}", on_warning=warn)
     params = {
         "seeds": seeds,

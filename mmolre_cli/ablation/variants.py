@@ -24,10 +24,11 @@ from mmolre_cli.config import (
     parse_list,
     set_path,
 )
+from mmolre_cli.data.canonical import MOSEI_EMOTIONS
 from mmolre_cli.data.shapes import read_shapes
 from mmolre_cli.errors import UsageError
 from mmolre_cli.plugins.registry import Registry
-from mmolre_cli.training.schedule import selectable_metrics
+from mmolre_cli.training.schedule import Selection, selectable_metrics
 
 #: The part name of a variant trained as one model; ``mtl`` trains one part per task instead.
 WHOLE = "all"
@@ -128,14 +129,20 @@ def grid_path(key: str) -> tuple[str, ...]:
 def parse_grid(values: list[str]) -> dict[str, list[str]]:
     """``["shared=1,2,4", "topk=1,2"]`` → {"shared": ["1", "2", "4"], "topk": ["1", "2"]}."""
     grid: dict[str, list[str]] = {}
+    keys: dict[tuple[str, ...], str] = {}  # each setting's key as given
     for value in values:
         key, sep, raw = value.partition("=")
         key = key.strip()
         if not sep or not key:
             raise UsageError(f"--grid: expected KEY=V1,V2,…, got {value!r}")
-        grid_path(key)
+        path = grid_path(key)
+        if path == ("train", "seed"):
+            raise UsageError("--grid train.seed: seeds come from --seeds (every variant trains once per seed)")
         if key in grid:
             raise UsageError(f"--grid: key {key!r} given twice")
+        if path in keys:
+            raise UsageError(f"--grid: {keys[path]} and {key} name the same setting")
+        keys[path] = key
         grid[key] = list(dict.fromkeys(parse_list(raw, f"--grid {key}")))
     return grid
 
@@ -175,11 +182,19 @@ def plan_variants(
     ``topk > shared`` grid points are skipped with a note.
     """
     full = build_config(values, source="options")
-    check_components(full, registry)
+    shapes = read_shapes(full.data) if full.data else None
+    emotions = shapes.emotions if shapes else list(MOSEI_EMOTIONS)  # the built-in data: MOSEI's, all labelled
+    labelled = shapes.emotion_labels if shapes else True
+
+    def check(config: RunConfig) -> None:
+        """Registered components, an existing device, and a ``train.select`` metric of the tasks it trains."""
+        check_components(config, registry)
+        Selection.for_metric(config.train.select, [t for t in config.model.tasks if t != "er" or labelled], emotions)
+
+    check(full)
     if removals and full.model.architecture != "mmolre":
         raise UsageError(f"--remove: removals apply to MMoLRE, but model.architecture is {full.model.architecture!r}")
-    if "mtl" in removals and "er" in full.model.tasks and full.data and not read_shapes(full.data).emotion_labels:
-        # Checked before any training: the built-in data always has emotion labels.
+    if "mtl" in removals and "er" in full.model.tasks and not labelled:
         raise UsageError(f"--remove mtl: {full.data} has no emotion labels, so there is no second task to train alone")
     notes: list[str] = []
     variants: list[Variant] = []
@@ -190,7 +205,7 @@ def plan_variants(
             notes.append(f"--remove {name}: skipped, the full model already runs without it")
             continue
         for config in parts.values():
-            check_components(config, registry)
+            check(config)
         variants.append(Variant(f"no-{name}", "removal", parts))
     for name in baselines:
         model = dataclasses.replace(full.model, architecture=name)
@@ -208,7 +223,7 @@ def plan_variants(
             continue
         config = build_config(point, source=f"--grid {label}")
         try:
-            check_components(config, registry)
+            check(config)
         except UsageError as error:
             raise UsageError(f"--grid {label}: {error}") from None
         variant = Variant(label, "grid", {WHOLE: config}, settings)

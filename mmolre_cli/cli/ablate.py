@@ -121,6 +121,8 @@ def ablate(
         device=device,
     )  # fmt: skip
     plan = plan_variants(deep_merge(values, overrides), removals, baselines, study, registry())
+    if len(plan.variants) == 1:
+        raise UsageError(f"nothing to compare: {'; '.join(plan.notes) or 'the grid holds the full model alone'}")
     for note in plan.notes:
         err_console.print(f"[cyan]Note:[/cyan] {note}", highlight=False, soft_wrap=True)
     out_dir = out or Path("ablations") / time.strftime("%Y%m%d-%H%M%S")

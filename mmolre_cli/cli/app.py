@@ -11,7 +11,7 @@ from typer.core import TyperGroup
 
 from mmolre_cli import __version__
 from mmolre_cli.cli.ablate import ablate
-from mmolre_cli.cli.common import fail, global_options
+from mmolre_cli.cli.common import fail, global_options, user_errors
 from mmolre_cli.cli.data import data_app
 from mmolre_cli.cli.evaluate import evaluate
 from mmolre_cli.cli.export import export_app
@@ -19,6 +19,7 @@ from mmolre_cli.cli.plugins import plugins
 from mmolre_cli.cli.prepare import prepare_app
 from mmolre_cli.cli.profile import profile
 from mmolre_cli.cli.train import train
+from mmolre_cli.errors import UsageError
 from mmolre_cli.plugins.manager import PLUGINS_DIR_ENV
 
 
@@ -50,12 +51,27 @@ def one_line_usage_errors() -> Iterator[None]:
         fail(usage_message(error), error.exit_code)
 
 
+def empty_value(args: list[str]) -> str | None:
+    """What an empty value in ``args`` was given to, for an error: no option of mmolre takes one (an empty
+    path would mean the current directory, an empty list the defaults)."""
+    for i, arg in enumerate(args):
+        if arg.startswith("--") and arg.endswith("="):
+            return f"{arg[:-1]}: empty value"
+        if not arg.strip():
+            before = args[i - 1] if i else "mmolre"
+            return f"{before}: empty value" if before.startswith("-") else f"empty argument after {before!r}"
+    return None
+
+
 class OneLineErrors(TyperGroup):
     """The ``mmolre`` group: parsing and dispatch report usage errors in the project's one-line form."""
 
-    def make_context(self, *args, **kwargs):
+    def make_context(self, info_name, args, *rest, **kwargs):
+        problem = empty_value(list(args))
+        if problem:
+            fail(problem, 2)
         with one_line_usage_errors():
-            return super().make_context(*args, **kwargs)
+            return super().make_context(info_name, args, *rest, **kwargs)
 
     def invoke(self, ctx):
         with one_line_usage_errors():
@@ -77,15 +93,30 @@ def show_version(value: bool) -> None:
         raise typer.Exit()
 
 
+@user_errors
+def plugins_directory(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> Path | None:
+    """``--plugins-dir`` (or ``$MMOLRE_PLUGINS_DIR``) as a directory; an empty path (it would mean the current
+    directory) or one that is no directory is a UsageError naming where the value came from."""
+    if value is None:
+        return None
+    given = param.envvar if ctx.get_parameter_source(param.name).name == "ENVIRONMENT" else param.opts[0]
+    path = Path(value)
+    if not value.strip():
+        raise UsageError(f"{given}: empty path")
+    if not path.is_dir():
+        raise UsageError(f"{given}: dir {value!r} {'is a file' if path.exists() else 'does not exist'}")
+    return path
+
+
 @app.callback()
 def main_options(
     version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True, help="Show the version."),
-    plugins_dir: Path | None = typer.Option(
+    plugins_dir: str | None = typer.Option(  # a Path once plugins_directory has checked it
         None,
         "--plugins-dir",
         envvar=PLUGINS_DIR_ENV,
-        exists=True,
-        file_okay=False,
+        callback=plugins_directory,
+        metavar="<dir>",
         help="Also load every *.py file in this directory as a plugin.",
     ),
 ) -> None:

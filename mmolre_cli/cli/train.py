@@ -83,8 +83,8 @@ def cli_overrides(
         "router": router,
         "fusion": fusion,
         "d_model": d_model,
-        "tasks": parse_list(tasks, "--tasks") if tasks else None,
-        "modalities": parse_list(modalities, "--modalities") if modalities else None,
+        "tasks": parse_list(tasks, "--tasks") if tasks is not None else None,
+        "modalities": parse_list(modalities, "--modalities") if modalities is not None else None,
     }
     model = {key: value for key, value in model.items() if value is not None}
     if experts:
@@ -207,7 +207,7 @@ def train(
         device=device, weight_decay=weight_decay, patience=patience, grad_clip=grad_clip, select=select,
         schedule=schedule, warmup_epochs=warmup_epochs, precision=precision, tune_thresholds=tune_thresholds,
     )  # fmt: skip
-    seed_list = parse_seeds(seeds) if seeds else None
+    seed_list = parse_seeds(seeds) if seeds is not None else None
     if seed_list and seed is not None:
         raise UsageError("--seed and --seeds: give one (--seeds trains one model per seed)")
     if resume is not None:

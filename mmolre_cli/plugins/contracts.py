@@ -93,7 +93,12 @@ class ContractError(TypeError):
 
 
 class PluginError(MmolreError):
-    """A plugin's factory that raised while a model was built; the message names the plugin."""
+    """A plugin's factory that raised, or built no module, while a model was built; the message names the plugin."""
+
+
+#: What foreign code may raise that is reported as its plugin's failure: any error, and SystemExit (a
+#: plugin's ``sys.exit`` or argparse must not end mmolre); KeyboardInterrupt still stops mmolre.
+PLUGIN_ERRORS = (Exception, SystemExit)
 
 
 @dataclass(frozen=True)
@@ -151,9 +156,10 @@ def smoke_check(component: Component) -> None:
         return
     try:
         problems = contract.smoke(component.factory)
-    except Exception as error:  # foreign code: any failure is the plugin's, reported by name
-        cause = error.__cause__ if isinstance(error, PluginError) else error
-        problems = [f"raised {type(cause).__name__}: {cause}"]
+    except PluginError as error:  # its factory raised or built no module; the message names the plugin
+        raise ContractError(str(error)) from error
+    except PLUGIN_ERRORS as error:  # foreign code: any failure is the plugin's, reported by name
+        problems = [f"raised {type(error).__name__}: {error}"]
     if problems:
         raise ContractError(f"plugin {component.plugin!r}: {component.kind} {component.name!r}: {'; '.join(problems)}")
 
@@ -175,7 +181,8 @@ def _generator():
     return torch.Generator().manual_seed(0)
 
 
-def _module_problems(module: object, what: str) -> list[str]:
+def module_problems(module: object, what: str) -> list[str]:
+    """``[]`` when ``module`` is a torch nn.Module, else the one problem, naming ``what`` built it."""
     from torch import nn
 
     return [] if isinstance(module, nn.Module) else [f"{what} built a {type(module).__name__}, not a torch nn.Module"]
@@ -220,7 +227,7 @@ def smoke_encoder(factory: Callable[..., Any]) -> list[str]:
 
     generator, input_dim, length = _generator(), 5, max(BATCH_LENGTHS)
     encoder = factory(input_dim=input_dim, d_model=D_MODEL, dropout=0.0)
-    if problems := _module_problems(encoder, "the factory"):
+    if problems := module_problems(encoder, "the factory"):
         return problems
     mask = _mask(BATCH_LENGTHS, length)
     x = torch.randn(len(BATCH_LENGTHS), length, input_dim, generator=generator) * mask[..., None]
@@ -253,7 +260,7 @@ def smoke_expert(factory: Callable[..., Any]) -> list[str]:
 
     generator, n_experts, length, batch = _generator(), 3, max(BATCH_LENGTHS), len(BATCH_LENGTHS)
     bank = factory(d_model=D_MODEL, n_experts=n_experts, rank=2, dropout=0.0)
-    if problems := _module_problems(bank, "the factory"):
+    if problems := module_problems(bank, "the factory"):
         return problems
     mask = _mask(BATCH_LENGTHS, length)
     x = torch.randn(batch, length, D_MODEL, generator=generator) * mask[..., None]
@@ -283,7 +290,7 @@ def smoke_router(factory: Callable[..., Any]) -> list[str]:
 
     n_experts, batch = 4, 5
     router = factory(d_model=D_MODEL, n_experts=n_experts, topk=2)
-    if problems := _module_problems(router, "the factory"):
+    if problems := module_problems(router, "the factory"):
         return problems
     route = router(torch.randn(batch, D_MODEL, generator=_generator()))
     problems = []
@@ -307,7 +314,7 @@ def smoke_fusion(factory: Callable[..., Any]) -> list[str]:
 
     generator, modalities, tasks, batch = _generator(), ["text", "audio"], ["sa", "er"], len(BATCH_LENGTHS)
     fusion = factory(d_model=D_MODEL, modalities=modalities, tasks=tasks, dropout=0.0)
-    if problems := _module_problems(fusion, "the factory"):
+    if problems := module_problems(fusion, "the factory"):
         return problems
     lengths = {"text": BATCH_LENGTHS, "audio": BATCH_LENGTHS[::-1]}
     masks = {m: _mask(lengths[m], 4 + i) for i, m in enumerate(modalities)}

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pluggy
 
+from mmolre_cli.config import did_you_mean
 from mmolre_cli.plugins import hookspecs
+from mmolre_cli.plugins.contracts import PLUGIN_ERRORS
 from mmolre_cli.plugins.registry import KIND_HOOKS, PluginFailure, Registry
 
 ENTRY_POINT_GROUP = "mmolre"
@@ -65,12 +67,26 @@ def load_plugins_dir(pm: pluggy.PluginManager, directory: Path) -> list[PluginFa
         try:
             spec.loader.exec_module(module)
             pm.register(module, name=name)
-        except Exception as error:  # any failure of foreign code is reported, not raised
+        except PLUGIN_ERRORS as error:  # any failure of foreign code is reported, not raised
             sys.modules.pop(module_name, None)
             failures.append(PluginFailure(name, "import", f"{path}: {type(error).__name__}: {error}"))
             continue
         trace(f"loaded {name!r} from {path}")
     return failures
+
+
+def unknown_allowed(allowed: set[str], installed: list[str]) -> list[PluginFailure]:
+    """Names in ``$MMOLRE_LOAD_PLUGINS`` that match no installed plugin (``builtin`` always loads): a misspelt
+    name would otherwise load nothing, silently."""
+    listed = ", ".join(installed) or "none"
+    return [
+        PluginFailure(
+            name,
+            ALLOW_LIST_ENV,
+            f"no installed plugin has this name (installed: {listed})" + did_you_mean(name, installed),
+        )
+        for name in sorted(allowed - set(installed) - {"builtin"})
+    ]
 
 
 def unknown_hooks(pm: pluggy.PluginManager) -> list[PluginFailure]:
@@ -98,16 +114,17 @@ def get_plugin_manager(plugins_dir: Path | None = None) -> tuple[pluggy.PluginMa
     pm.add_hookspecs(hookspecs)
     pm.register(builtin, name="builtin")
     trace("loaded 'builtin' (built-in components)")
-    failures: list[PluginFailure] = []
     allowed = allowed_plugins()
-    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    failures = unknown_allowed(allowed or set(), sorted(set(entry_points.names)))
+    for entry_point in entry_points:
         if allowed is not None and entry_point.name not in allowed:
             continue
         if pm.has_plugin(entry_point.name):
             continue
         try:
             pm.register(entry_point.load(), name=entry_point.name)
-        except Exception as error:  # any failure of foreign code is reported, not raised
+        except PLUGIN_ERRORS as error:  # any failure of foreign code is reported, not raised
             failures.append(PluginFailure(entry_point.name, "import", f"{type(error).__name__}: {error}"))
             continue
         trace(f"loaded {entry_point.name!r} from entry point {entry_point.value}")
@@ -148,7 +165,7 @@ def build_registry(pm: pluggy.PluginManager, failures: list[PluginFailure] | Non
 
             try:
                 impl.function(register=register)
-            except Exception as error:
+            except PLUGIN_ERRORS as error:
                 registry.failures.append(PluginFailure(impl.plugin_name, hook_name, f"{type(error).__name__}: {error}"))
                 trace(f"  {impl.plugin_name} → raised {type(error).__name__}: {error}")
             trace(f"  {impl.plugin_name} → registered {', '.join(registered) or 'nothing'}")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from mmolre_cli.config import unknown_choice
 from mmolre_cli.errors import MmolreError, UsageError
-from mmolre_cli.plugins.contracts import PluginError, check_factory
+from mmolre_cli.plugins.contracts import CONTRACTS, PLUGIN_ERRORS, PluginError, check_factory, module_problems
 
 #: Component kind → the hook that registers it.
 KIND_HOOKS = {
@@ -62,7 +62,7 @@ class Registry:
         existing = self.components[kind].get(name)
         if existing is not None:
             raise ValueError(f"{kind} {name!r} is already registered by plugin {existing.plugin!r}")
-        reporting = _reporting(factory, f"plugin {plugin!r}: {kind} {name!r}")
+        reporting = _reporting(factory, f"plugin {plugin!r}: {kind} {name!r}", builds_module=kind in CONTRACTS)
         self.components[kind][name] = Component(kind, name, reporting, plugin, description)
 
     def names(self, kind: str) -> list[str]:
@@ -80,17 +80,21 @@ class Registry:
             yield from (self.components[kind][name] for name in self.names(kind))
 
 
-def _reporting(factory: Callable, who: str) -> Callable:
-    """``factory``, with whatever it raises (other than an MmolreError, already one line for the user) turned
-    into a PluginError whose message starts with ``who``."""
+def _reporting(factory: Callable, who: str, *, builds_module: bool) -> Callable:
+    """``factory``, with whatever it raises (other than an MmolreError, already one line for the user), and a
+    result that is no torch nn.Module when ``builds_module``, turned into a PluginError whose message starts
+    with ``who``."""
 
     @functools.wraps(factory)
     def build(*args, **kwargs):
         try:
-            return factory(*args, **kwargs)
+            built = factory(*args, **kwargs)
         except MmolreError:
             raise
-        except Exception as error:  # foreign code: any failure is the plugin's, reported by name
+        except PLUGIN_ERRORS as error:  # foreign code: any failure is the plugin's, reported by name
             raise PluginError(f"{who}: factory raised {type(error).__name__}: {error}") from error
+        if builds_module and (problems := module_problems(built, "the factory")):
+            raise PluginError(f"{who}: {problems[0]}")
+        return built
 
     return build

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import tempfile
 from pathlib import Path
@@ -17,6 +16,7 @@ from mmolre_cli.data.canonical import read_canonical
 from mmolre_cli.errors import CheckpointError, DataError, MmolreError, UsageError, first_line
 from mmolre_cli.model import DataSignature
 from mmolre_cli.plugins.registry import Registry
+from mmolre_cli.state_files import read_json
 from mmolre_cli.training.batches import TensorSplit
 from mmolre_cli.training.checkpoint import CHECKPOINT_NAME, find_checkpoint, load_checkpoint
 from mmolre_cli.training.evaluate import evaluate
@@ -87,7 +87,7 @@ def evaluate_seeds(
     run_dir: Path, registry: Registry, *, data: Path | None = None, split: str = "test"
 ) -> dict[str, Any]:
     """Every seed of a multi-seed run on one split, and the mean and std over seeds."""
-    seeds = json.loads((run_dir / SEEDS_NAME).read_text())["seeds"]
+    seeds = read_json(run_dir / SEEDS_NAME, ("seeds",))["seeds"]
     results = {seed: evaluate_checkpoint(seed_dir(run_dir, seed), registry, data=data, split=split) for seed in seeds}
     mean, std = aggregate([{split: result["metrics"]} for result in results.values()])
     return {

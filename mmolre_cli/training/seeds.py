@@ -7,18 +7,18 @@ Layout: ``<out>/seeds.json`` (the seeds and the config they share), ``<out>/conf
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmolre_cli.atomic import remove_temporaries
-from mmolre_cli.config import RunConfig, build_config, load_yaml, save_yaml
+from mmolre_cli.config import MAX_SEED, RunConfig, build_config, load_yaml, save_yaml
 from mmolre_cli.data.shapes import read_shapes
 from mmolre_cli.errors import CheckpointError, UsageError
 from mmolre_cli.model.build import resolve_model
 from mmolre_cli.plugins.registry import Registry
+from mmolre_cli.state_files import read_json
 from mmolre_cli.training.distributed import setup
 from mmolre_cli.training.tracking import Tracker
 from mmolre_cli.training.trainer import (
@@ -68,9 +68,13 @@ def aggregate(metrics: Sequence[Metrics]) -> tuple[Metrics, Metrics]:
     return mean, std
 
 
+#: What ``read_result`` needs from a run's ``metrics.json``.
+RESULT_KEYS = ("selected_epoch", "metrics", "trivial_test", "history", "seed", "routing", "thresholds")
+
+
 def read_result(run_dir: Path) -> RunResult:
     """The result of a finished run, from its ``metrics.json``."""
-    report = json.loads((run_dir / METRICS_NAME).read_text())
+    report = read_json(run_dir / METRICS_NAME, RESULT_KEYS)
     return RunResult(
         run_dir, report["selected_epoch"], report["metrics"], report["trivial_test"], report["history"],
         report.get("tracking_run_id"), report["seed"], report["routing"], report["thresholds"],
@@ -92,6 +96,9 @@ def parse_seeds(value: str) -> list[int]:
         raise UsageError(f"--seeds: expected comma-separated integers, got {value!r}") from None
     if not seeds or len(set(seeds)) != len(seeds):
         raise UsageError(f"--seeds: expected distinct comma-separated integers, got {value!r}")
+    for seed in seeds:
+        if not 0 <= seed <= MAX_SEED:
+            raise UsageError(f"--seeds: each seed must be in [0, {MAX_SEED}], got {seed}")
     return seeds
 
 
@@ -122,7 +129,7 @@ def train_seeds(
             raise CheckpointError(f"{out_dir}: not a multi-seed run directory (no {SEEDS_NAME}); nothing to resume")
         if (out_dir / SUMMARY_NAME).exists():
             raise CheckpointError(f"{out_dir}: the run is complete ({SUMMARY_NAME}); nothing to resume")
-        manifest = json.loads(manifest_path.read_text())
+        manifest = read_json(manifest_path, ("seeds", "config"))
         if context.main:
             remove_temporaries(out_dir)
     else:
@@ -188,7 +195,7 @@ def resume_run(
 ) -> RunResult | SeedsResult:
     """Continue the interrupted run in ``run_dir`` (one seed or several) with its stored config."""
     if (run_dir / SEEDS_NAME).is_file():
-        manifest = json.loads((run_dir / SEEDS_NAME).read_text())
+        manifest = read_json(run_dir / SEEDS_NAME, ("seeds", "config"))
         config = build_config(manifest["config"], source=str(run_dir / SEEDS_NAME))
         return train_seeds(
             config, manifest["seeds"], run_dir, registry, tracking_uri=tracking_uri, resume=True,
