@@ -170,6 +170,15 @@ CASES = [
     case("checkpoint-needs-missing-plugin", "eval {needs_plugin_pt}", 1, "{needs_plugin_pt}:",
          "unknown value 'explode'"),
     case("checkpoint-not-in-run-dir", "eval {no_checkpoint}", 1, "checkpoint.pt: no checkpoint found"),
+    case("eval-resume-state", "eval {run}/last.pt", 1, "{run}/last.pt: holds what resuming needs",
+         "eval checkpoint.pt"),
+    case("eval-ablation-directory", "eval {ablation}", 1, "{ablation}: an ablation directory", "{ablation}/runs/NAME"),
+    case("eval-training-data-gone", "eval {data_gone_pt}", 1, "gone.h5: file not found", "give --data"),
+    case("eval-run-id-without-database", "eval 0123456789abcdef0123456789abcdef --tracking-uri sqlite:///none.db", 1,
+         "sqlite:///none.db: no such tracking database"),
+    case("encoder-for-no-modality", f"{TRAIN} --encoder smell=lstm", 2, "--encoder smell: not a modality of the data"),
+    case("prepare-existing-output-through-missing-dir", "prepare synthetic --out nowhere/../old.h5 --scale 0.01", 1,
+         "nowhere/../old.h5: already exists", files={"old.h5": b"kept"}),
     case("eval-damaged-seeds-json", "eval {damaged_multi}", 1, "{damaged_multi}/seeds.json: damaged (not valid JSON)"),
     case("resume-damaged-seeds-json", "train --resume {damaged_multi}", 1, "{damaged_multi}/seeds.json: damaged"),
     case("resume-other-config", "train --resume {changed} --no-track", 1, "last.pt: written with another config"),
@@ -248,7 +257,7 @@ WORKSPACE = {
     "foreign_h5": "foreign.h5", "run": "run", "multi": "multi", "interrupted": "interrupted", "changed": "changed",
     "no_checkpoint": "no_checkpoint", "garbage_pt": "garbage.pt", "truncated_pt": "truncated.pt",
     "foreign_pt": "foreign.pt", "other_config_pt": "other_config.pt", "needs_plugin_pt": "needs_plugin.pt",
-    "plugins": "plugins", "damaged_multi": "damaged_multi",
+    "plugins": "plugins", "damaged_multi": "damaged_multi", "ablation": "ablation", "data_gone_pt": "data_gone.pt",
 }  # fmt: skip
 
 
@@ -286,6 +295,10 @@ def workspace(tmp_path_factory) -> dict[str, str]:
         shutil.copytree(paths["run"], paths[name])
         (paths[name] / "metrics.json").unlink()
     shutil.copytree(paths["multi"], paths["damaged_multi"])
+    (paths["ablation"] / "runs").mkdir(parents=True)
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["config"]["data"] = "gone.h5"  # as if trained elsewhere on a relative path
+    torch.save(payload, paths["data_gone_pt"])
     (paths["damaged_multi"] / "seeds.json").write_text("{not json")
     values = yaml.safe_load((paths["changed"] / "config.yaml").read_text())
     values["train"]["lr"] *= 2

@@ -20,7 +20,7 @@ def check_out(out: Path, force: bool, *inputs: Path | None) -> None:
     for path in filter(None, inputs):
         if out.resolve() == path.resolve() or (out.exists() and path.exists() and out.samefile(path)):
             raise UsageError(f"--out {out}: is the input file")
-    if out.exists() and not force:
+    if out.resolve().exists() and not force:  # resolved: "missing/../x.h5" is x.h5
         raise DataError(f"{out}: already exists (use --force to overwrite)")
 
 

@@ -230,7 +230,7 @@ def write_canonical(data: CanonicalData, path: str | os.PathLike, *, force: bool
     Refuses an existing ``path`` unless ``force``. Returns the path written.
     """
     path = Path(path)
-    if path.exists() and not force:
+    if path.resolve().exists() and not force:  # resolved: "missing/../x.h5" is x.h5
         raise DataError(f"{path}: already exists (use --force to overwrite)")
     validate(data, source=str(path))
     missing = [s for s in SPLITS if s not in data.splits]

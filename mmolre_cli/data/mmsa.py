@@ -387,7 +387,7 @@ def write_mmsa(data: CanonicalData, path: str | os.PathLike, *, source: str, for
     text_bert token ids are placeholders ([CLS] [UNK]… [SEP]) consistent with the text lengths.
     """
     path = Path(path)
-    if path.exists() and not force:
+    if path.resolve().exists() and not force:  # resolved: "missing/../x.pkl" is x.pkl
         raise DataError(f"{path}: already exists (use --force to overwrite)")
     missing = [m for m in MODALITIES if m not in data.modalities]
     if missing:

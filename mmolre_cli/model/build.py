@@ -33,6 +33,10 @@ def resolve_model(config: ModelConfig, shapes: DataShapes) -> tuple[ModelConfig,
         modalities = resolve_modalities(config, signature)
     except ValueError as error:
         raise UsageError(f"--modalities: {error}") from None
+    for modality in config.encoders:
+        if modality not in shapes.input_dims:
+            have = ", ".join(shapes.input_dims)
+            raise UsageError(f"--encoder {modality}: not a modality of the data (it has {have})")
     tasks = [task for task in config.tasks if task != "er" or shapes.emotion_labels]
     if not tasks:
         raise UsageError("--tasks: the data has no emotion labels, so task 'er' cannot be trained alone")

@@ -39,6 +39,8 @@ def find_checkpoint(run_or_checkpoint: Path) -> Path:
     """The checkpoint file of a run directory, or the file itself."""
     path = Path(run_or_checkpoint)
     if path.is_dir():
+        if not (path / CHECKPOINT_NAME).is_file() and (path / "runs").is_dir():
+            raise CheckpointError(f"{path}: an ablation directory holds no model of its own; eval {path / 'runs'}/NAME")
         path = path / CHECKPOINT_NAME
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint found (expected a run directory or a .pt file)")

@@ -18,7 +18,7 @@ from mmolre_cli.model import DataSignature
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.state_files import read_json
 from mmolre_cli.training.batches import TensorSplit
-from mmolre_cli.training.checkpoint import CHECKPOINT_NAME, find_checkpoint, load_checkpoint
+from mmolre_cli.training.checkpoint import CHECKPOINT_NAME, LAST_NAME, find_checkpoint, load_checkpoint
 from mmolre_cli.training.evaluate import evaluate
 from mmolre_cli.training.seeds import SEEDS_NAME, aggregate, seed_dir
 from mmolre_cli.training.tracking import PARENT_TAG, check_reachable
@@ -30,6 +30,8 @@ RUN_ID = re.compile(r"[0-9a-f]{32}")
 def restore_model(run_or_checkpoint: Path, registry: Registry) -> tuple[nn.Module, dict[str, Any]]:
     """The trained model (in eval mode) and its checkpoint payload."""
     path = find_checkpoint(run_or_checkpoint)
+    if path.name == LAST_NAME:
+        raise CheckpointError(f"{path}: holds what resuming needs, not a model to evaluate; eval {CHECKPOINT_NAME}")
     payload = load_checkpoint(path)
     try:
         config = build_config(payload["config"], source="config")
@@ -58,6 +60,8 @@ def evaluate_checkpoint(
     with the MER thresholds stored in the checkpoint (0 unless tuned on the validation split)."""
     model, payload = restore_model(run_or_checkpoint, registry)
     path = data or data_path(payload["run_config"])
+    if data is None and not Path(path).exists():
+        raise DataError(f"{path}: file not found (the run's training data, as given when it was trained); give --data")
     dataset = read_canonical(path, splits=(split,))
     dims = dataset.feature_dims()
     for modality, expected in model.signature.input_dims.items():
@@ -107,6 +111,9 @@ def download_run(run_id: str, tracking_uri: str, destination: Path) -> Path:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    database = tracking_uri.removeprefix("sqlite:///") if tracking_uri.startswith("sqlite:///") else None
+    if database is not None and not Path(database).is_file():  # MLflow would create an empty one
+        raise CheckpointError(f"MLflow run {run_id} at {tracking_uri}: no such tracking database")
     try:
         check_reachable(tracking_uri)
         client = MlflowClient(tracking_uri)
