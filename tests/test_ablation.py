@@ -228,6 +228,12 @@ def test_grid_values_are_checked_before_training(registry, value, message):
     assert str(error.value).startswith(message)
 
 
+def test_grid_values_that_spell_the_same_model_train_it_once(registry):
+    plan = plan_variants(SMALL, [], [], parse_grid(["model.unitse=true,yes", "blocks=1"]), registry)
+    assert [variant.name for variant in plan.variants] == ["full", "model.unitse=true,blocks=1"]
+    assert plan.notes == ["--grid model.unitse=yes,blocks=1: skipped, the same model as model.unitse=true,blocks=1"]
+
+
 def test_a_grid_over_one_entry_of_a_mapping_sets_that_entry(registry):
     plan = plan_variants(SMALL, [], [], parse_grid(["model.task_weights.er=0.5,1"]), registry)
     weights = [variant.parts[WHOLE].model.task_weights for variant in plan.variants]

@@ -226,6 +226,10 @@ def plan_variants(
             check(config)
         except UsageError as error:
             raise UsageError(f"--grid {label}: {error}") from None
+        twin = next((v.name for v in variants if v.kind == "grid" and v.parts[WHOLE] == config), None)
+        if twin is not None:  # say model.unitse=true,yes
+            notes.append(f"--grid {label}: skipped, the same model as {twin}")
+            continue
         variant = Variant(label, "grid", {WHOLE: config}, settings)
         if config == full and reference.kind == "full":
             reference = variant  # the full model is one of the grid points: train it once
