@@ -31,6 +31,15 @@ def test_prepare_synthetic_writes_a_readable_file(runner, tmp_path):
     assert read_canonical(out).dataset.startswith("synthetic")
 
 
+def test_names_that_look_like_rich_markup_print_as_they_are(runner, tmp_path):
+    """Paths and dataset names come from users: ``[/x]`` in one is text, not a markup error."""
+    out = tmp_path / "w[/x].h5"
+    prepared = runner.invoke(app, ["prepare", "synthetic", "--scale", "0.01", "--seq-len", "4", "--out", str(out)])
+    assert prepared.exit_code == 0 and f"wrote {out}" in prepared.stdout.replace("\n", "")
+    info = runner.invoke(app, ["data", "info", str(out)])
+    assert info.exit_code == 0 and "synthetic-mosei" in info.stdout
+
+
 def test_prepare_synthetic_keeps_emotion_labels_on_the_fraction_asked(runner, tmp_path):
     import numpy as np
 

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from mmolre_cli.ablation.variants import BASELINES, REMOVALS, WHOLE, parse_grid, parse_names, plan_variants
 from mmolre_cli.cli.common import (
@@ -36,14 +38,14 @@ REMOVE_HELP = f"Parts to remove, one variant each (repeatable, comma lists): {',
 BASELINE_HELP = f"Baselines to train beside the full model (repeatable, comma lists): {', '.join(BASELINES)}."
 
 
-def _cell(mean: float | None, std: float | None, delta: float | None, higher_better: bool, reference: bool) -> str:
+def _cell(mean: float | None, std: float | None, delta: float | None, higher_better: bool, reference: bool) -> Text:
     if mean is None:
-        return "–"
-    text = f"{mean:.3f}" + (f" ±{std:.3f}" if std is not None else "")
+        return Text("–")
+    text = Text(f"{mean:.3f}" + (f" ±{std:.3f}" if std is not None else ""))
     if reference or delta is None:
         return text
     colour = "dim" if delta == 0 else "green" if (delta > 0) == higher_better else "red"
-    return f"{text}\n[{colour}]Δ {delta:+.3f}[/{colour}]"
+    return text.append(f"\nΔ {delta:+.3f}", style=colour)
 
 
 def results_table(summary: dict[str, Any]) -> Table:
@@ -63,9 +65,7 @@ def results_table(summary: dict[str, Any]) -> Table:
         reference = variant["name"] == summary["reference"]
         mean, std, delta = variant["mean"], variant["std"], variant["delta"]
         cells = [_cell(mean.get(m), std.get(m), delta.get(m), higher_is_better(m), reference) for m in columns]
-        table.add_row(
-            f"[bold]{variant['name']}[/bold]" if reference else variant["name"], f"{variant['n_parameters']:,}", *cells
-        )
+        table.add_row(Text(variant["name"], style="bold" if reference else ""), f"{variant['n_parameters']:,}", *cells)
     table.caption = f"reference (bold): {summary['reference']}; Δ = variant − reference"
     return table
 
@@ -124,7 +124,7 @@ def ablate(
     if len(plan.variants) == 1:
         raise UsageError(f"nothing to compare: {'; '.join(plan.notes) or 'the grid holds the full model alone'}")
     for note in plan.notes:
-        err_console.print(f"[cyan]Note:[/cyan] {note}", highlight=False, soft_wrap=True)
+        err_console.print(f"[cyan]Note:[/cyan] {escape(note)}", markup=True, highlight=False, soft_wrap=True)
     out_dir = out or Path("ablations") / time.strftime("%Y%m%d-%H%M%S")
     uri = None if no_track else (tracking_uri or default_tracking_uri(out_dir))
 
@@ -139,7 +139,7 @@ def ablate(
             return variant.name if part == WHOLE else f"{variant.name} ({part} alone)"
 
         def on_epoch(variant, part: str, seed: int, summary: dict[str, float]) -> None:
-            bar.update(task, description=f"{label(variant, part)}, seed {seed}, epoch {summary['epoch']}")
+            bar.update(task, description=escape(f"{label(variant, part)}, seed {seed}, epoch {summary['epoch']}"))
 
         def on_part(variant, part: str, runs, reused: bool) -> None:
             done = "read back from an earlier run" if reused else "trained"

@@ -12,12 +12,15 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mmolre_cli.errors import MmolreError
 
-console = Console()
-err_console = Console(stderr=True)
+# Markup off: names, paths and messages come from users and files ("[/x]" would be a markup error);
+# the few styled prints opt in and escape what they insert.
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
 
 #: The metrics a table shows, in order; ``--json`` carries every metric.
 TABLE_METRICS = (
@@ -46,7 +49,7 @@ def user_errors(command: Callable) -> Callable:
 
 
 def warn(message: str) -> None:
-    err_console.print(f"[yellow]Warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[yellow]Warning:[/yellow] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
 
 
 def print_json(values: Any) -> None:

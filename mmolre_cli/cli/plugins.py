@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mmolre_cli.cli.common import console, err_console, print_json, registry
@@ -62,6 +63,6 @@ def plugins(
             table.add_row(c.kind, c.name, c.plugin, c.description, *status)
         console.print(table)
         for message in failed:
-            err_console.print(f"[red]Contract:[/red] {message}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]Contract:[/red] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mmolre_cli.cli.common import (
@@ -185,7 +186,7 @@ def print_report(report: dict[str, Any]) -> None:
             console.print(f"check ({row['label']}): " + "; ".join(parts), highlight=False)
     notes = dict.fromkeys(note for row in rows for note in row["not_counted"])
     for note in notes:
-        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+        console.print(f"[yellow]note:[/yellow] {escape(note)}", markup=True, highlight=False)
     if report.get("plot"):
         console.print(f"plot: {report['plot']['file']}")
 
