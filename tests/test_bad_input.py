@@ -149,6 +149,8 @@ CASES = [
          "{nan_feature}: valid/features/audio: non-finite value at sample 0"),
     case("data-empty-split", TRAIN_ON + " {empty_split}", 1,
          "{empty_split}: valid: empty split (no samples)"),
+    case("data-valid-unlabelled", TRAIN_ON + " {unlabelled_valid}", 1,
+         "{unlabelled_valid}: valid: no sentiment labels, so task 'sa' cannot be selected"),
     case("data-is-a-directory", f"{TRAIN_ON} .", 1, ".: is a directory"),
     case("info-truncated", "data info {truncated}", 1, "{truncated}: unreadable HDF5 file"),
     case("export-infinite-label", "export mmsa {inf_label} --out out.pkl", 1, "{inf_label}: train/labels/sentiment"),
@@ -258,6 +260,7 @@ WORKSPACE = {
     "no_checkpoint": "no_checkpoint", "garbage_pt": "garbage.pt", "truncated_pt": "truncated.pt",
     "foreign_pt": "foreign.pt", "other_config_pt": "other_config.pt", "needs_plugin_pt": "needs_plugin.pt",
     "plugins": "plugins", "damaged_multi": "damaged_multi", "ablation": "ablation", "data_gone_pt": "data_gone.pt",
+    "unlabelled_valid": "unlabelled_valid.h5",
 }  # fmt: skip
 
 
@@ -275,6 +278,9 @@ def workspace(tmp_path_factory) -> dict[str, str]:
     with h5py.File(paths["nan_feature"], "r+") as f:
         f["valid/features/audio"][0, 0, 0] = np.nan
     empty_split(paths["empty_split"], "valid")
+    shutil.copy(paths["data"], paths["unlabelled_valid"])
+    with h5py.File(paths["unlabelled_valid"], "r+") as f:
+        f["valid/labels/sentiment"][...] = np.nan
     paths["truncated"].write_bytes(paths["mosi"].read_bytes()[:4096])
     paths["empty"].write_bytes(b"")
     paths["csv"].write_text("video_id,clip_id,label\nv1,1,0.5\n")

@@ -24,10 +24,10 @@ from torch import nn
 from mmolre_cli import __version__
 from mmolre_cli.atomic import atomic_path, remove_temporaries
 from mmolre_cli.config import RunConfig, save_yaml
-from mmolre_cli.data.canonical import read_canonical
+from mmolre_cli.data.canonical import CanonicalData, read_canonical
 from mmolre_cli.data.shapes import data_shapes
 from mmolre_cli.data.synthetic import builtin_dataset_path
-from mmolre_cli.errors import CheckpointError, UsageError
+from mmolre_cli.errors import CheckpointError, DataError, UsageError
 from mmolre_cli.metrics import tune_thresholds
 from mmolre_cli.model import DataSignature, emotion_pos_weight, multitask_loss
 from mmolre_cli.model.build import build_model as build_architecture
@@ -130,6 +130,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def check_labelled(data: CanonicalData, tasks: list[str], path: Path) -> None:
+    """Every task has labels to train on and to select the checkpoint by (a task without any would be
+    trained on nothing, or selected on the other task's loss alone)."""
+    for split, use in (("train", "trained"), ("valid", "selected")):
+        labels = {"sa": data.splits[split].sentiment, "er": data.splits[split].emotion}
+        for task in tasks:
+            if not np.isfinite(labels[task]).any():
+                name = "sentiment" if task == "sa" else "emotion"
+                raise DataError(f"{path}: {split}: no {name} labels, so task '{task}' cannot be {use} (--tasks)")
+
+
 def check_precision(precision: str, device: str) -> None:
     if precision == "fp16" and torch.device(device).type != "cuda":
         raise UsageError("--precision fp16: needs a CUDA device (CPU autocast supports bf16; use bf16 or fp32)")
@@ -163,6 +174,7 @@ def train_run(
     # Modalities resolved and ``er`` dropped when the data hold no emotion labels.
     model_config, signature = resolve_model(config.model, data_shapes(data))
     config = dataclasses.replace(config, model=model_config, data=str(path) if config.data else None)
+    check_labelled(data, config.model.tasks, path)
     train_cfg = config.train
     check_precision(train_cfg.precision, device)
     selection = Selection.for_metric(train_cfg.select, config.model.tasks, signature.emotions)
