@@ -204,6 +204,30 @@ def _drop_intervals(files: dict[str, Path]) -> Path:
     return files["vision"]
 
 
+def _edit(key: str, edit):
+    """Edit one input sequence in place: ``edit(f)`` changes the open HDF5 file."""
+
+    def make(files: dict[str, Path]) -> Path:
+        with h5py.File(files[key], "a") as f:
+            edit(f)
+        return files[key]
+
+    return make
+
+
+def _scalar_features(f: h5py.File) -> None:
+    del f["COVAREP/data/v1/features"]
+    f["COVAREP/data/v1/features"] = 1.0
+
+
+def _folds(content: str):
+    def make(files: dict[str, Path]) -> Path:
+        files["folds"].write_text(content)
+        return files["folds"]
+
+    return make
+
+
 def _labels(mutate):
     def change(videos):
         labels = videos["v2"][0].copy()
@@ -228,6 +252,38 @@ BAD_INPUT = {
         [],
         ["FACET 4.2/data/v3/features: feature dim 3 differs from v1's 1"],
     ),
+    "features not a matrix": (_edit("audio", _scalar_features), [], ["COVAREP/data/v1/features: expected numbers"]),
+    "broken soft link at the root": (
+        _edit("audio", lambda f: f.__setitem__("ghost", h5py.SoftLink("/nowhere"))),
+        [],
+        ["/ghost: cannot be opened (a broken soft or external link?)"],
+    ),
+    "broken external link at the root": (
+        _edit("vision", lambda f: f.__setitem__("ext", h5py.ExternalLink("no-such-file.h5", "/x"))),
+        [],
+        ["/ext: cannot be opened"],
+    ),
+    "deeply nested folds": (_folds("[" * 100_000 + "]" * 100_000), [], ["not a JSON file (maximum recursion"]),
+    "video twice in one fold": (
+        _folds(json.dumps({"train": ["v1", "v1"], "valid": ["v2"], "test": ["v3"]})),
+        [],
+        ["train: video 'v1' is listed twice"],
+    ),
+    "empty fold": (
+        _folds(json.dumps({"train": ["v1"], "valid": [], "test": ["v3"]})),
+        [],
+        ["valid: expected a non-empty list of video ids"],
+    ),
+    "no fold video in the data": (
+        _rewrite("audio", lambda v: v.pop("v2")),
+        ["--allow-missing"],
+        ["COVAREP/data/v2: missing; no valid video of the", "so valid would be empty"],
+    ),
+    "no label row with words": (
+        _rewrite("labels", lambda v: v.update(v2=(v["v2"][0], v["v2"][1] + 100))),
+        [],
+        ["All Labels/data: no label row of the 1 valid videos overlaps a word, so valid would be empty"],
+    ),
     "non-finite label": (_labels(lambda y: y.__setitem__((1, 0), np.nan)), [], ["sentiment nan at row 1"]),
     "sentiment out of range": (_labels(lambda y: y.__setitem__((0, 0), 3.5)), [], ["sentiment 3.5 at row 0"]),
     "emotion out of range": (_labels(lambda y: y.__setitem__((0, 3), -1)), [], ["anger -1 at row 0 is not a finite"]),
@@ -250,6 +306,18 @@ def test_bad_input_fails_in_one_line_naming_file_and_field(runner, tmp_path, cas
     files, out = dataset(tmp_path), tmp_path / "out.h5"
     path = make(files)
     assert_fails_cleanly(runner.invoke(app, args(files, out, *extra)), str(path), *fragments, out=out)
+
+
+def test_a_seq_len_too_long_for_memory_is_refused_before_allocating(runner, tmp_path):
+    files, out = dataset(tmp_path), tmp_path / "out.h5"
+    result = runner.invoke(app, args(files, out, "--seq-len", str(10**15)))
+    assert_fails_cleanly(
+        result,
+        f"--seq-len {10**15}: the features (6 segments × {10**15} steps × 4 float32 values) would not fit",
+        "--seq-len can be at most",
+        out=out,
+        code=2,
+    )
 
 
 def test_an_existing_output_is_refused_without_force(runner, tmp_path):

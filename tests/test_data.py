@@ -28,6 +28,7 @@ from mmolre_cli.data import (
     validate,
     write_canonical,
 )
+from mmolre_cli.data.shapes import read_shapes
 from mmolre_cli.errors import DataError, UsageError
 
 TARGET_PREVALENCE = {"happy": 0.54, "sad": 0.25, "anger": 0.21, "surprise": 0.10, "disgust": 0.17, "fear": 0.08}
@@ -164,6 +165,25 @@ def set_item(name: str, index: tuple, value: float) -> Callable[[h5py.File], Non
     return mutate
 
 
+def set_id(split: str, index: int, value: Callable[[h5py.File], bytes]) -> Callable[[h5py.File], None]:
+    """Set one id to ``value(f)``, raw bytes that need not be UTF-8."""
+
+    def mutate(f: h5py.File) -> None:
+        ids = f[f"{split}/ids"][()]
+        ids[index] = value(f)
+        del f[f"{split}/ids"]
+        f.create_dataset(f"{split}/ids", data=ids, dtype=h5py.string_dtype())
+
+    return mutate
+
+
+def no_steps_or_dims(name: str, axis: int) -> Callable[[h5py.File], None]:
+    def mutate(f: h5py.File) -> None:
+        replace(f, name, np.delete(f[name][()], np.s_[:], axis=axis))
+
+    return mutate
+
+
 BAD_FILES = {
     "missing split": (lambda f: f.__delitem__("test"), "data.h5: test: missing split"),
     "missing dataset": (
@@ -211,6 +231,20 @@ BAD_FILES = {
     ),
     "empty split": (lambda f: shrink_split(f, "valid", 0), "data.h5: valid: empty split"),
     "ids not strings": (lambda f: replace(f, "test/ids", np.arange(10)), "data.h5: test/ids: expected strings"),
+    "zero time steps": (no_steps_or_dims("train/features/audio", 1), "data.h5: train/features/audio: zero time steps"),
+    "zero feature dimensions": (
+        no_steps_or_dims("valid/features/vision", 2),
+        "data.h5: valid/features/vision: zero feature dimensions",
+    ),
+    "id not UTF-8": (set_id("test", 1, lambda f: b"v\xff$_$0"), "data.h5: test/ids: sample 1 is not valid UTF-8 text"),
+    "same id twice in a split": (
+        set_id("valid", 2, lambda f: f["valid/ids"][0]),
+        r"data.h5: valid/ids: '[^']+' appears twice \(samples 0 and 2\)",
+    ),
+    "id in two splits": (
+        set_id("test", 0, lambda f: f["train/ids"][3]),
+        r"data.h5: test/ids: '[^']+' is also in train",
+    ),
 }
 
 
@@ -260,6 +294,52 @@ def test_validate_in_memory() -> None:
     data.splits["test"].features["depth"] = data.splits["test"].features["audio"]
     with pytest.raises(DataError, match="mem: test/features/depth: modality not listed"):
         validate(data, source="mem")
+
+
+def nul_id(data: CanonicalData) -> None:
+    data.splits["train"].ids[0] = "a\x00b$_$1"
+
+
+def surrogate_text(data: CanonicalData) -> None:
+    data.splits["valid"].raw_text = data.splits["valid"].raw_text.astype(object)
+    data.splits["valid"].raw_text[2] = "caf\udce9"
+
+
+def valid_ids_from_train(data: CanonicalData) -> None:
+    data.splits["valid"].ids = data.splits["train"].ids[: data.splits["valid"].size].copy()
+
+
+WRITE_ERRORS = {
+    "NUL in an id": (nul_id, "train/ids: sample 0 holds a NUL character"),
+    "lone surrogate in raw_text": (surrogate_text, "valid/raw_text: sample 2 is not valid UTF-8 text"),
+    "valid ids copied from train": (valid_ids_from_train, "valid/ids: 'synthetic_mosei_00000$_$0' is also in train"),
+}
+
+
+@pytest.mark.parametrize("case", WRITE_ERRORS)
+def test_write_refuses_ids_and_text_it_cannot_store_or_that_repeat(tmp_path: Path, case: str) -> None:
+    mutate, message = WRITE_ERRORS[case]
+    data = small()
+    mutate(data)
+    out = tmp_path / "new" / "out.h5"
+    with pytest.raises(DataError) as info:
+        write_canonical(data, out)
+    assert str(info.value) == f"{out}: {message}"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("axis,message", [(1, "zero time steps"), (2, "zero feature dimensions")])
+def test_commands_refuse_features_without_steps_or_dims(good_file: Path, axis: int, message: str) -> None:
+    with h5py.File(good_file, "r+") as f:
+        no_steps_or_dims("train/features/audio", axis)(f)
+    expected = f"{good_file}: train/features/audio: {message}"
+    with pytest.raises(DataError) as info:
+        read_shapes(good_file)  # what profile and train --seeds read before the features
+    assert str(info.value) == expected
+    run = good_file.parent / "run"
+    result = CliRunner().invoke(app, ["train", "--data", str(good_file), "--seeds", "1,2", "--out", str(run)])
+    assert_fails_cleanly(result, expected)
+    assert not run.exists()
 
 
 def test_summarize() -> None:

@@ -219,6 +219,55 @@ def _set(split: str, key: str, value):
     return mutate
 
 
+def _set_id(split: str, index: int, value: str):
+    def mutate(obj):
+        obj[split]["id"][index] = value
+
+    return mutate
+
+
+class _StridedBomb:
+    """An (n, 10**7, 10**7) float32 array, 400 TB per sample, made of 4 bytes by zero strides."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __reduce__(self):
+        return (np.ndarray, ((self.n, 10**7, 10**7), np.dtype("f4"), b"\0" * 4, 0, (0, 0, 0)))
+
+
+class _SharedBuffer:
+    """A 64 KiB array over a buffer that the pickle stores once and every such array shares."""
+
+    BUFFER = b"\0" * (1 << 16)
+
+    def __reduce__(self):
+        return (np.ndarray, ((1 << 14,), np.dtype("f4"), self.BUFFER))
+
+
+class _Huge:
+    """An uninitialised array of 4 EiB, more than any machine can allocate."""
+
+    def __reduce__(self):
+        return (mmsa._multiarray._reconstruct, (np.ndarray, (2**62,), b"b"))
+
+
+def _strided_bomb(obj):
+    for part in obj.values():
+        n = len(part["id"])
+        part["vision"], part["vision_lengths"] = _StridedBomb(n), np.full(n, 3)
+
+
+def _no_steps(obj):
+    for part in obj.values():
+        part["audio"], part["audio_lengths"] = part["audio"][:, :0], np.zeros(len(part["id"]))
+
+
+def _empty_split(obj):
+    for key, value in obj["valid"].items():
+        obj["valid"][key] = value[:0]
+
+
 BAD_INPUT = {
     "missing file": (lambda tmp_path: tmp_path / "absent.pkl", ["file not found"]),
     "not a pickle": (_write_bytes(b"video_id,clip_id\n"), ["not a pickle"]),
@@ -259,6 +308,53 @@ BAD_INPUT = {
         _bad(_set("train", "audio", np.zeros((5, 9, 3)))),
         ["train/audio: 9 steps, but text_bert has 6 and there is no audio_lengths"],
     ),
+    "array with zero strides": (
+        _bad(_strided_bomb),
+        ["train/vision: refused a float32 (5, 10000000, 10000000) array", "but the file has"],
+    ),
+    "arrays sharing one buffer": (
+        _bad(_set("train", "audio", [_SharedBuffer() for _ in range(100)])),
+        ["train/audio[1]: refused a float32 (16384,) array"],
+    ),
+    "array too large to allocate": (
+        _bad(_set("test", "text", _Huge())),
+        ["not enough memory to load it (Unable to allocate 4.00 EiB"],
+    ),
+    "zero time steps": (_bad(_no_steps), ["train/audio: zero time steps"]),
+    "zero feature dimensions": (
+        _bad(_set("train", "vision", np.zeros((5, 6, 0)))),
+        ["train/vision: zero feature dimensions"],
+    ),
+    "empty split": (_bad(_empty_split), ["valid: empty split (no samples)"]),
+    "NUL in an id": (_bad(_set_id("train", 0, "a\x00b$_$1")), ["train/id: sample 0 holds a NUL character"]),
+    "lone surrogate in an id": (
+        _bad(_set_id("test", 2, "a\udcffb$_$1")),
+        ["test/id: sample 2 is not valid UTF-8 text"],
+    ),
+    "NUL in raw_text": (
+        _bad(_set("valid", "raw_text", np.array(["a", "b\x00c", "d"], dtype=object))),
+        ["valid/raw_text: sample 1 holds a NUL character"],
+    ),
+    "ragged list of features": (
+        _bad(_set("train", "audio", [np.zeros((i + 1, 3)) for i in range(5)])),
+        ["train/audio: expected a numeric array with 3 dimensions, got a list of rows of different shapes"],
+    ),
+    "ragged object array of features": (
+        _bad(_set("train", "audio", lambda obj: np.array([np.zeros((i + 1, 3)) for i in range(5)], dtype=object))),
+        ["train/audio: expected a numeric array with 3 dimensions, got object (5,)"],
+    ),
+    "list of arrays as ids": (
+        _bad(_set("train", "id", [np.zeros((2, 5)), np.zeros((2, 6))])),
+        ["train/id: expected strings (N,), got non-string objects"],
+    ),
+    "same id twice in a split": (
+        _bad(_set_id("train", 3, "train1$_$1")),
+        ["train/id: 'train1$_$1' appears twice (samples 1 and 3)"],
+    ),
+    "id in two splits": (
+        _bad(_set("test", "id", lambda obj: np.concatenate([obj["valid"]["id"][:1], obj["test"]["id"][1:]]))),
+        ["test/id: 'valid0$_$0' is also in valid"],
+    ),
 }
 
 
@@ -266,9 +362,20 @@ BAD_INPUT = {
 def test_bad_input_fails_in_one_line_naming_file_and_field(runner, tmp_path, case):
     make, fragments = BAD_INPUT[case]
     path = make(tmp_path)
-    out = tmp_path / "out.h5"
+    out = tmp_path / "new" / "out.h5"
     result = runner.invoke(app, ["prepare", "mmsa", str(path), "--out", str(out)])
     assert_fails_cleanly(result, str(path), *fragments, out=out)
+    assert not out.parent.exists()
+
+
+def test_running_out_of_memory_while_converting_is_one_line(runner, tmp_path, monkeypatch):
+    def fail(*args):
+        raise MemoryError("Unable to allocate 8.00 GiB for an array")
+
+    monkeypatch.setattr(mmsa, "_clean", fail)
+    path, out = dump(mmsa_dict(), tmp_path / "a.pkl"), tmp_path / "out.h5"
+    result = runner.invoke(app, ["prepare", "mmsa", str(path), "--out", str(out)])
+    assert_fails_cleanly(result, f"{path}: train: not enough memory to convert it (Unable to allocate", out=out)
 
 
 def test_an_existing_output_is_refused_without_force(runner, tmp_path):

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from mmolre_cli.cli.app import app
 from mmolre_cli.data.canonical import read_canonical
 from mmolre_cli.data.transcripts import prepare_transcripts
-from mmolre_cli.errors import DataError, UsageError
+from mmolre_cli.errors import UsageError
 
 HEADER = "video_id,clip_id,text,label,label_T,label_A,label_V,annotation,mode\n"
 ROWS = [
@@ -68,20 +68,35 @@ BAD_CSV = {
     "missing column": (dict(header=HEADER.replace("mode", "split")), "header: missing column 'mode'"),
     "bad mode": (dict(rows=[*ROWS, "v4,1,x,0,0,0,0,Neutral,dev\n"]), "line 6, mode: 'dev' is not one of"),
     "label not a number": (dict(rows=[*ROWS, "v4,1,x,abc,0,0,0,Neutral,test\n"]), "line 6, label: 'abc'"),
-    "non-finite label": (dict(rows=[*ROWS, "v4,1,x,nan,0,0,0,Neutral,test\n"]), "line 6, label: nan is not a finite"),
+    "label with an underscore": (
+        dict(rows=[*ROWS, "v4,1,x,-1_5,0,0,0,Neutral,test\n"]),
+        "line 6, label: '-1_5' is not a plain decimal number",
+    ),
+    "nan label": (dict(rows=[*ROWS, "v4,1,x,nan,0,0,0,Neutral,test\n"]), "line 6, label: 'nan' is not a plain"),
+    "non-finite label": (dict(rows=[*ROWS, "v4,1,x,1e999,0,0,0,Neutral,test\n"]), "line 6, label: inf is not a finite"),
     "label out of range": (dict(rows=[*ROWS, "v4,1,x,3.5,0,0,0,Neutral,test\n"]), "line 6, label: 3.5 is not a finite"),
     "short row": (dict(rows=[*ROWS, "v4,1,x\n"]), "line 6: 3 fields, fewer than the header's 9"),
+    "long row": (
+        dict(rows=[*ROWS, "v4,1,x,0,0,0,0,Neutral,test,more\n"]),
+        "line 6: 10 fields, more than the header's 9",
+    ),
+    "column twice": (dict(header=HEADER.replace("label_T", "label")), "header: column 'label' appears 2 times"),
     "missing split": (dict(rows=ROWS[:2] + ROWS[3:]), "mode: no rows for split 'valid'"),
 }
 
 
+@pytest.fixture
+def word_counter(monkeypatch):
+    """``--text-encoder hf`` builds a WordCounter, whatever ``--model`` says."""
+    monkeypatch.setattr("mmolre_cli.data.text_encoders.HFTextEncoder", lambda model: WordCounter())
+
+
 @pytest.mark.parametrize("case", list(BAD_CSV))
-def test_bad_csv_fails_naming_file_and_field(tmp_path, case):
+def test_bad_csv_fails_in_one_line_naming_file_and_field(runner, tmp_path, word_counter, case):
     kwargs, fragment = BAD_CSV[case]
-    path = label_csv(tmp_path / "label.csv", **kwargs)
-    with pytest.raises(DataError) as error:
-        prepare_transcripts(path, WordCounter())
-    assert str(error.value).startswith(f"{path}: ") and fragment in str(error.value)
+    path, out = label_csv(tmp_path / "label.csv", **kwargs), tmp_path / "out.h5"
+    result = runner.invoke(app, ["prepare", "csv", str(path), "--model", "words", "--out", str(out)])
+    assert_fails_cleanly(result, f"Error: {path}: ", fragment, out=out, code=1)
 
 
 def test_text_encoders_are_a_plugin_kind(registry):
@@ -141,6 +156,20 @@ def test_hf_encoder_pads_with_zeros_after_the_tokens(tiny_bert):
     np.testing.assert_array_equal(lengths, [3, 5])
     assert not features[0, 3:].any() and np.abs(features[0, :3]).min() > 0
     assert features.dtype == np.float32 and lengths.dtype == np.int32
+
+
+@pytest.mark.parametrize(
+    "seq_len, message",
+    [
+        (600, "--seq-len 600: the text encoder takes at most 512 tokens"),
+        (2, "--seq-len 2: the text encoder needs at least 3 tokens (2 special tokens and one of text)"),
+        (1, "--seq-len 1: the text encoder needs at least 3 tokens"),
+    ],
+)
+def test_hf_encoder_refuses_a_seq_len_it_cannot_take(runner, tmp_path, tiny_bert, seq_len, message):
+    path, out = label_csv(tmp_path / "label.csv"), tmp_path / "out.h5"
+    args = ["prepare", "csv", str(path), "--model", str(tiny_bert), "--seq-len", str(seq_len), "--out", str(out)]
+    assert_fails_cleanly(runner.invoke(app, args), message, out=out, code=2)
 
 
 def test_a_directory_without_a_model_is_a_one_line_error(runner, tmp_path, tiny_bert):

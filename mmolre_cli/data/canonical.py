@@ -4,12 +4,12 @@ Layout (``FORMAT``)::
 
     /                 attrs: format, dataset, source, modalities (JSON list), emotions (JSON list),
                              created_by, options (JSON object of the preparation options)
-    /<split>/ids                    variable-length UTF-8 strings (N,)
-    /<split>/features/<m>           float32 (N, T_m, D_m), zero at padded positions
+    /<split>/ids                    variable-length UTF-8 strings (N,), no NUL, unique in the whole file
+    /<split>/features/<m>           float32 (N, T_m, D_m), T_m and D_m ≥ 1, zero at padded positions
     /<split>/lengths/<m>            int32 (N,), in [0, T_m]
     /<split>/labels/sentiment       float32 (N,), in [-3, 3], NaN = unknown
     /<split>/labels/emotion         float32 (N, C) intensities in [0, 3], NaN = unknown
-    /<split>/raw_text               optional, variable-length UTF-8 strings (N,)
+    /<split>/raw_text               optional, variable-length UTF-8 strings (N,), no NUL
 
 for every split in ``SPLITS``. Every problem with a file raises ``DataError`` with a one-line
 message that names the file and the field.
@@ -91,7 +91,45 @@ def _check_strings(a: object, src: str, where: str, n: int | None) -> int:
         raise DataError(f"{src}: {where}: expected strings (N,), got non-string objects")
     if n is not None and len(a) != n:
         raise DataError(f"{src}: {where}: {len(a)} entries, but ids has {n}")
+    check_text(a, src, where)
     return len(a)
+
+
+def check_text(strings: np.ndarray, src: str, where: str) -> None:
+    """Refuse strings that HDF5 cannot store: one with a NUL character or a lone surrogate (not UTF-8)."""
+    for i, s in enumerate(strings):
+        if "\0" in s:
+            raise DataError(f"{src}: {where}: sample {i} holds a NUL character")
+        try:
+            s.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DataError(f"{src}: {where}: sample {i} is not valid UTF-8 text") from None
+
+
+def check_split_size(n: int, src: str, name: str) -> None:
+    """Refuse a split without samples."""
+    if n == 0:
+        raise DataError(f"{src}: {name}: empty split (no samples)")
+
+
+def check_feature_shape(shape: tuple[int, ...], src: str, where: str) -> None:
+    """Refuse (N, T, D) features without time steps (T = 0) or without feature dimensions (D = 0)."""
+    if shape[1] == 0:
+        raise DataError(f"{src}: {where}: zero time steps")
+    if shape[2] == 0:
+        raise DataError(f"{src}: {where}: zero feature dimensions")
+
+
+def check_unique_ids(ids: dict[str, np.ndarray], src: str, key: str) -> None:
+    """Refuse an id that appears twice in a split or in two splits (``ids``: split → ids, at ``key``)."""
+    seen: dict[str, tuple[str, int]] = {}
+    for name, values in ids.items():
+        for i, value in enumerate(values.tolist()):
+            if value in seen:
+                first, j = seen[value]
+                what = f"appears twice (samples {j} and {i})" if first == name else f"is also in {first}"
+                raise DataError(f"{src}: {name}/{key}: {value!r} {what}")
+            seen[value] = (name, i)
 
 
 def _check_array(a: object, src: str, where: str, dtype: type, shape: str, ndim: int) -> np.ndarray:
@@ -134,8 +172,7 @@ def _check_features(x: np.ndarray, lengths: np.ndarray, src: str, where: str) ->
 
 def _check_split(data: CanonicalData, name: str, split: Split, src: str) -> None:
     n = _check_strings(split.ids, src, f"{name}/ids", None)
-    if n == 0:
-        raise DataError(f"{src}: {name}: empty split (no samples)")
+    check_split_size(n, src, name)
     for key, table in (("features", split.features), ("lengths", split.lengths)):
         extra = sorted(set(table) - set(data.modalities))
         if extra:
@@ -149,6 +186,7 @@ def _check_split(data: CanonicalData, name: str, split: Split, src: str) -> None
         x = _check_array(split.features[m], src, fwhere, np.float32, "(N, T, D)", 3)
         lengths = _check_array(split.lengths[m], src, lwhere, np.int32, "(N,)", 1)
         _check_rows(x, n, src, fwhere)
+        check_feature_shape(x.shape, src, fwhere)
         _check_rows(lengths, n, src, lwhere)
         if (lengths < 0).any() or (lengths > x.shape[1]).any():
             raise DataError(
@@ -200,6 +238,7 @@ def validate(data: CanonicalData, *, source: str) -> None:
         raise DataError(f"{source}: /: no splits")
     for name, split in data.splits.items():
         _check_split(data, name, split, source)
+    check_unique_ids({name: split.ids for name, split in data.splits.items()}, source, "ids")
     first_name, first = next(iter(data.splits.items()))
     for name, split in data.splits.items():
         for m in data.modalities:
@@ -279,7 +318,8 @@ def _read_strings(group: h5py.Group, name: str, src: str) -> np.ndarray:
     ds = _dataset(group, name, src)
     if h5py.check_string_dtype(ds.dtype) is None:
         raise DataError(f"{src}: {ds.name.lstrip('/')}: expected strings (N,), got {ds.dtype} {ds.shape}")
-    return np.asarray(ds.asstr()[()], dtype=str)
+    # Bytes that are not UTF-8 become lone surrogates, which validation reports by sample.
+    return np.asarray(ds.asstr(errors="surrogateescape")[()], dtype=str)
 
 
 def _read_split(f: h5py.File, name: str, modalities: list[str], src: str) -> Split:

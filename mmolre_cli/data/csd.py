@@ -47,9 +47,13 @@ class Sequence:
             raise DataError(f"{path}: not an HDF5 file (a .csd computational sequence is one)")
         try:
             f = stack.enter_context(h5py.File(path, "r"))
-            roots = [key for key in f if isinstance(f[key], h5py.Group)]
+            objects = {key: f.get(key) for key in f}  # None where a link leads nowhere
         except (OSError, RuntimeError) as e:
             raise DataError(f"{path}: unreadable HDF5 file (truncated or corrupt?): {first_line(e)}") from None
+        broken = next((key for key, obj in objects.items() if obj is None), None)
+        if broken is not None:
+            raise DataError(f"{path}: /{broken}: cannot be opened (a broken soft or external link?)")
+        roots = [key for key, obj in objects.items() if isinstance(obj, h5py.Group)]
         if len(roots) != 1:
             raise DataError(f"{path}: /: expected one root group named after the sequence, found {len(roots)}")
         self.name = roots[0]
@@ -64,7 +68,7 @@ class Sequence:
         """The feature dim, that of the first video by name (0 when there is none); every video must match it."""
         if self._dim is None:
             for vid in sorted(self.videos):
-                self._dim = (vid, int(self._dataset(vid, "features").shape[-1]))
+                self._dim = (vid, int(self._features(vid).shape[1]))
                 break
         return self._dim[1] if self._dim is not None else 0
 
@@ -74,16 +78,23 @@ class Sequence:
             raise DataError(f"{self.src}: {self.name}/data/{vid}/{name}: missing dataset")
         return obj
 
+    def _features(self, vid: str) -> h5py.Dataset:
+        features = self._dataset(vid, "features")
+        if features.ndim != 2 or features.dtype.kind not in "fiu":
+            raise DataError(
+                f"{self.src}: {self.name}/data/{vid}/features: expected numbers (n, dim), "
+                f"got {features.dtype} {features.shape}"
+            )
+        return features
+
     def read(self, vid: str) -> tuple[np.ndarray, np.ndarray]:
         """``(features (n, dim), intervals (n, 2) float64)`` of ``vid``, checked."""
         where = f"{self.name}/data/{vid}"
         try:
-            x = self._dataset(vid, "features")[()]
+            x = self._features(vid)[()]
             t = self._dataset(vid, "intervals")[()]
         except (OSError, RuntimeError) as e:
             raise DataError(f"{self.src}: {where}: unreadable (truncated file?): {first_line(e)}") from None
-        if x.ndim != 2 or x.dtype.kind not in "fiu":
-            raise DataError(f"{self.src}: {where}/features: expected numbers (n, dim), got {x.dtype} {x.shape}")
         if t.shape != (len(x), 2) or t.dtype.kind not in "fiu":
             raise DataError(f"{self.src}: {where}/intervals: expected numbers ({len(x)}, 2), got {t.dtype} {t.shape}")
         t = t.astype(np.float64)
@@ -143,7 +154,7 @@ def load_folds(path: str | os.PathLike, dataset: str) -> dict[str, list[str]]:
         raise DataError(f"{path}: file not found")
     try:
         obj = json.loads(path.read_text("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise DataError(f"{path}: not a JSON file ({first_line(e)})") from None
     where = ""
     if isinstance(obj, dict) and "datasets" in obj:
@@ -160,11 +171,13 @@ def _check_folds(obj: object, src: str, where: str) -> dict[str, list[str]]:
     seen: dict[str, str] = {}
     for split in SPLITS:
         ids = obj.get(split)
-        if not isinstance(ids, list) or not all(isinstance(v, str) for v in ids):
-            raise DataError(f"{src}: {where}{split}: expected a list of video ids")
+        if not isinstance(ids, list) or not ids or not all(isinstance(v, str) for v in ids):
+            raise DataError(f"{src}: {where}{split}: expected a non-empty list of video ids")
         for vid in ids:
-            if seen.setdefault(vid, split) != split:
-                raise DataError(f"{src}: {where}{split}: video {vid!r} is also in {seen[vid]}")
+            if vid in seen:
+                again = "listed twice" if seen[vid] == split else f"also in {seen[vid]}"
+                raise DataError(f"{src}: {where}{split}: video {vid!r} is {again}")
+            seen[vid] = split
     return {split: obj[split] for split in SPLITS}
 
 
@@ -238,16 +251,29 @@ def read_csd(
         fold_ids = [vid for split in SPLITS for vid in split_videos[split]]
         absent = [vid for vid in fold_ids if vid not in present]
         if absent and not allow_missing:
-            where = next(s for s in (label_seq, *seqs.values()) if absent[0] not in s.videos)
             raise DataError(
-                f"{where.src}: {where.name}/data/{absent[0]}: missing; {len(absent)} of {len(fold_ids)} video ids "
+                f"{_missing(absent[0], label_seq, seqs)}; {len(absent)} of {len(fold_ids)} video ids "
                 f"of the {fold_src} are absent from the data (use --allow-missing to continue without them)"
             )
         report = {"nonfinite": dict.fromkeys(seqs, 0), "dropped_segments": 0}
-        splits = {
-            split: _read_split([v for v in split_videos[split] if v in present], label_seq, seqs, seq_len, keep, report)
-            for split in SPLITS
-        }
+        # Labels and word intervals are small: every segment is planned first, so the features can be
+        # sized before they are allocated, once per split.
+        plans = {}
+        for split in SPLITS:
+            videos = [v for v in split_videos[split] if v in present]
+            if not videos:
+                raise DataError(
+                    f"{_missing(split_videos[split][0], label_seq, seqs)}; no {split} video of the {fold_src} "
+                    f"is in every sequence, so {split} would be empty"
+                )
+            plans[split] = _plan(videos, label_seq, seqs["text"], seq_len, keep, report)
+            if not any(segments for _, segments in plans[split]):
+                raise DataError(
+                    f"{label_seq.src}: {label_seq.name}/data: no label row of the {len(videos)} {split} videos "
+                    f"overlaps a word, so {split} would be empty"
+                )
+        _check_memory(sum(len(segments) for plan in plans.values() for _, segments in plan), seqs, seq_len)
+        splits = {split: _read_split(plan, seqs, seq_len, report) for split, plan in plans.items()}
     return CanonicalData(
         dataset=dataset,
         source="csd",
@@ -267,20 +293,41 @@ def read_csd(
     )
 
 
-def _read_split(
-    videos: list[str],
-    labels: Sequence,
-    seqs: dict[str, Sequence],
-    seq_len: int,
-    keep: str,
-    report: dict,
-) -> Split:
-    # Labels and word intervals are small: plan every segment first, so features are allocated once.
+def _missing(vid: str, labels: Sequence, seqs: dict[str, Sequence]) -> str:
+    """``file: path: missing`` for the first sequence without ``vid``."""
+    seq = next(s for s in (labels, *seqs.values()) if vid not in s.videos)
+    return f"{seq.src}: {seq.name}/data/{vid}: missing"
+
+
+def _plan(
+    videos: list[str], labels: Sequence, text: Sequence, seq_len: int, keep: str, report: dict
+) -> list[tuple[str, list]]:
+    """``(video, its segments)`` for each of ``videos``, counting the dropped segments in ``report``."""
     plan = []
     for vid in videos:
-        segments, rows = _segments(labels, seqs["text"], vid, seq_len, keep)
+        segments, rows = _segments(labels, text, vid, seq_len, keep)
         report["dropped_segments"] += rows - len(segments)
         plan.append((vid, segments))
+    return plan
+
+
+def _check_memory(n: int, seqs: dict[str, Sequence], seq_len: int) -> None:
+    """Refuse, naming ``--seq-len``, features of ``n`` segments too large for this machine's physical memory."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): the allocation itself decides
+        return
+    values = sum(seq.columns() for seq in seqs.values())
+    most = memory // (4 * n * max(1, values))  # the longest sequences whose features fit
+    if seq_len > most:
+        raise UsageError(
+            f"--seq-len {seq_len}: the features ({n} segments × {seq_len} steps × {values} float32 values) would "
+            f"not fit in this machine's memory ({memory / 2**30:.0f} GiB); --seq-len can be at most {most}"
+        )
+
+
+def _read_split(plan: list[tuple[str, list]], seqs: dict[str, Sequence], seq_len: int, report: dict) -> Split:
+    """The split of ``plan``'s segments, aligned; non-finite feature values counted in ``report``."""
     n = sum(len(segments) for _, segments in plan)
     ids = np.empty(n, dtype=object)
     lengths = np.zeros(n, dtype=np.int32)

@@ -12,7 +12,8 @@ Two keys that MMSA code ignores carry emotion labels through a round trip: a top
 Without them (every published file) the emotions are the MOSEI six, all unknown.
 
 A pickle can run code when loaded, so :func:`load_pickle` admits only NumPy arrays, dtypes and
-scalars and plain containers: a pickle naming any other global is refused before anything runs.
+scalars and plain containers: a pickle naming any other global is refused before anything runs, and
+arrays that claim more data than the file holds are refused before anything reads them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import hashlib
 import io
 import os
 import pickle
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,10 @@ from mmolre_cli.data.canonical import (
     SPLITS,
     CanonicalData,
     Split,
+    check_feature_shape,
+    check_split_size,
+    check_text,
+    check_unique_ids,
 )
 from mmolre_cli.errors import DataError, first_line
 
@@ -125,10 +131,37 @@ def _check_input(path: Path) -> None:
         raise DataError(f"{path}: is a directory, not a file")
 
 
+def _check_array_sizes(obj: object, path: Path, size: int) -> None:
+    """Refuse the array at which the arrays in ``obj`` claim more bytes than the file's ``size``: zero or
+    overlapping strides, or one buffer shared, let a few pickled bytes pose as terabytes. Arrays of
+    Python objects count through their items."""
+    total, seen = 0, set()
+    queue = deque([("", obj)])  # a queue, not recursion: a pickle can nest lists deeper than Python recurses
+    while queue:
+        key, value = queue.popleft()
+        if id(value) in seen:  # a pickle can share an object or hold a cycle
+            continue
+        seen.add(id(value))
+        if isinstance(value, dict):
+            queue.extend((f"{key}/{k}" if key else str(k), v) for k, v in value.items())
+        elif isinstance(value, list | tuple):
+            queue.extend((f"{key}[{i}]", v) for i, v in enumerate(value))
+        elif isinstance(value, np.ndarray) and value.dtype.hasobject:
+            queue.extend((f"{key}[{i}]", v) for i, v in enumerate(value.flat))
+        elif isinstance(value, np.ndarray):
+            total += value.nbytes
+            if total > size:
+                raise DataError(
+                    f"{path}: {key or '/'}: refused a {_describe(value)} array: the arrays up to it claim "
+                    f"{total:,} bytes, but the file has {size:,} (zero or overlapping strides?)"
+                )
+
+
 def load_pickle(path: str | os.PathLike) -> tuple[object, str]:
     """Unpickle ``path`` admitting only NumPy arrays, dtypes, scalars and plain containers.
 
-    Returns the object and the file's SHA-256 (hex). Any other global is refused before it runs.
+    Returns the object and the file's SHA-256 (hex). Any other global is refused before it runs, and
+    arrays that claim more data than the file holds are refused before anything reads them.
     """
     path = Path(path)
     _check_input(path)
@@ -138,6 +171,7 @@ def load_pickle(path: str | os.PathLike) -> tuple[object, str]:
             obj = _RestrictedUnpickler(f).load()
             while f.read(1 << 20):  # hash whatever follows the pickle, too
                 pass
+            size = os.fstat(raw.fileno()).st_size
     except ForbiddenGlobal as e:
         raise DataError(
             f"{path}: pickle names the global {e}; refused before running anything "
@@ -145,20 +179,25 @@ def load_pickle(path: str | os.PathLike) -> tuple[object, str]:
         ) from None
     except OSError as e:
         raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+    except MemoryError as e:
+        raise DataError(f"{path}: not enough memory to load it ({first_line(e)})") from None
     except Exception as e:
         # Only allow-listed callables can run, so whatever else fails is a damaged or foreign file.
         raise DataError(f"{path}: not a pickle, or truncated ({first_line(e)})") from None
+    _check_array_sizes(obj, path, size)
     return obj, digest.hexdigest()
 
 
 def _strings(value: object, src: str, where: str, n: int | None) -> np.ndarray:
-    a = np.asarray(value, dtype=object) if isinstance(value, list) else value
+    # fromiter keeps each item as it is, where asarray would try to stack a list of arrays.
+    a = np.fromiter(value, dtype=object, count=len(value)) if isinstance(value, list) else value
     if not isinstance(a, np.ndarray) or a.ndim != 1 or a.dtype.kind not in "UO":
         raise DataError(f"{src}: {where}: expected strings (N,), got {_describe(value)}")
     if a.dtype.kind == "O" and not all(isinstance(s, str) for s in a):
         raise DataError(f"{src}: {where}: expected strings (N,), got non-string objects")
     if n is not None and len(a) != n:
         raise DataError(f"{src}: {where}: {len(a)} entries, but id has {n}")
+    check_text(a, src, where)
     return a.astype(str)
 
 
@@ -167,9 +206,14 @@ def _describe(value: object) -> str:
 
 
 def _numeric(value: object, src: str, where: str, ndim: int, n: int) -> np.ndarray:
-    a = np.asarray(value) if isinstance(value, list) else value
+    a, got = value, _describe(value)
+    if isinstance(value, list):
+        try:
+            a = np.asarray(value)
+        except ValueError:  # NumPy cannot stack rows of different shapes
+            got = "a list of rows of different shapes"
     if not isinstance(a, np.ndarray) or a.ndim != ndim or a.dtype.kind not in "fiub":
-        raise DataError(f"{src}: {where}: expected a numeric array with {ndim} dimensions, got {_describe(value)}")
+        raise DataError(f"{src}: {where}: expected a numeric array with {ndim} dimensions, got {got}")
     if a.shape[0] != n:
         raise DataError(f"{src}: {where}: {a.shape[0]} samples, but id has {n}")
     return a
@@ -230,6 +274,7 @@ def _read_split(
             raise DataError(f"{src}: {name}/{key}: missing key")
     ids = _strings(part.pop("id"), src, f"{name}/id", None)
     n = len(ids)
+    check_split_size(n, src, name)
     text_bert = _numeric(part.pop("text_bert"), src, f"{name}/text_bert", 3, n)
     if text_bert.shape[1] != 3:
         raise DataError(
@@ -243,6 +288,7 @@ def _read_split(
     for m in MODALITIES:
         where = f"{name}/{m}"
         x = _numeric(part.pop(m), src, where, 3, n)
+        check_feature_shape(x.shape, src, where)
         first, dim = dims.setdefault(m, (name, x.shape[2]))
         if x.shape[2] != dim:
             raise DataError(f"{src}: {where}: feature dim {x.shape[2]} differs from {first}'s {dim}")
@@ -311,8 +357,14 @@ def read_mmsa(path: str | os.PathLike, *, dataset: str | None = None) -> Canonic
         "padding": dict.fromkeys(MODALITIES, 0),
     }
     dims: dict[str, tuple[str, int]] = {}
-    # pop: the pickle's arrays of a split are released as soon as that split is converted.
-    splits = {name: _read_split(obj.pop(name), name, src, emotions, dims, report) for name in SPLITS}
+    splits = {}
+    for name in SPLITS:
+        try:
+            # pop: the pickle's arrays of a split are released as soon as that split is converted.
+            splits[name] = _read_split(obj.pop(name), name, src, emotions, dims, report)
+        except MemoryError as e:
+            raise DataError(f"{src}: {name}: not enough memory to convert it ({first_line(e)})") from None
+    check_unique_ids({name: split.ids for name, split in splits.items()}, src, "id")
     published = PUBLISHED.get(sha256)
     if dataset is None:
         guessed = _DIMS.get((dims["audio"][1], dims["vision"][1]))

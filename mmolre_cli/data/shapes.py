@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 
 from mmolre_cli.config import unknown_choice
-from mmolre_cli.data.canonical import FORMAT, MOSEI_EMOTIONS, CanonicalData, open_hdf5
+from mmolre_cli.data.canonical import FORMAT, MOSEI_EMOTIONS, CanonicalData, check_feature_shape, open_hdf5
 from mmolre_cli.errors import DataError, UsageError
 
 
@@ -96,4 +96,6 @@ def read_shapes(path: str | Path) -> DataShapes:
             raise DataError(f"{src}: not a complete canonical file ({error})") from None
     if any(len(shape) != 3 for shape in features.values()):
         raise DataError(f"{src}: train/features: expected (N, T, D) arrays")
+    for m, shape in features.items():
+        check_feature_shape(shape, src, f"train/features/{m}")
     return _train_shapes(src, features, emotions, emotion)

@@ -7,6 +7,7 @@ must hold what ``save_pretrained`` writes (config, weights, tokenizer files), e.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -41,11 +42,24 @@ class HFTextEncoder:
         self.tokenizer.padding_side = "right"
         self.batch_size = batch_size
         self.dim = int(self.model.config.hidden_size)
+        # The most tokens the tokenizer and the position embeddings allow; the fewest that hold the
+        # special tokens ([CLS], [SEP]) and one of text.
+        self.max_tokens = min(
+            self.tokenizer.model_max_length, getattr(self.model.config, "max_position_embeddings", math.inf)
+        )
+        self.min_tokens = self.tokenizer.num_special_tokens_to_add() + 1
 
     def encode(self, texts: list[str], seq_len: int) -> tuple[np.ndarray, np.ndarray]:
         """Features float32 (N, seq_len, dim) and lengths int32 (N,) of ``texts``, truncated to ``seq_len`` tokens."""
         import torch
 
+        if seq_len > self.max_tokens:
+            raise UsageError(f"--seq-len {seq_len}: the text encoder takes at most {self.max_tokens} tokens")
+        if seq_len < self.min_tokens:
+            raise UsageError(
+                f"--seq-len {seq_len}: the text encoder needs at least {self.min_tokens} tokens "
+                f"({self.min_tokens - 1} special tokens and one of text)"
+            )
         features = np.zeros((len(texts), seq_len, self.dim), dtype=np.float32)
         lengths = np.zeros(len(texts), dtype=np.int32)
         with torch.inference_mode():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from pathlib import Path
 from typing import Protocol
 
@@ -22,6 +23,8 @@ from mmolre_cli.data.canonical import MOSEI_EMOTIONS, SENTIMENT_RANGE, SPLITS, C
 from mmolre_cli.errors import DataError, UsageError
 
 COLUMNS = ("video_id", "clip_id", "text", "label", "mode")
+#: A plain decimal number, e.g. -1.5, .5 or 2e-1: no underscores, no words like inf or nan.
+_NUMBER = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
 
 
 class TextEncoder(Protocol):
@@ -39,21 +42,28 @@ def read_label_csv(path: str | os.PathLike) -> dict[str, dict[str, list]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
-            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+            header = reader.fieldnames or []
+            missing = [c for c in COLUMNS if c not in header]
             if missing:
                 raise DataError(f"{path}: header: missing column {missing[0]!r} (needs {', '.join(COLUMNS)})")
+            twice = [c for c in COLUMNS if header.count(c) > 1]
+            if twice:
+                raise DataError(f"{path}: header: column {twice[0]!r} appears {header.count(twice[0])} times")
             for row in reader:
                 where = f"{path}: line {reader.line_num}"
                 if None in row.values():  # DictReader fills a short row's missing fields with None
                     fields = sum(value is not None for value in row.values())
-                    raise DataError(f"{where}: {fields} fields, fewer than the header's {len(reader.fieldnames)}")
+                    raise DataError(f"{where}: {fields} fields, fewer than the header's {len(header)}")
+                if None in row:  # and keeps a long row's extra fields under the key None
+                    raise DataError(
+                        f"{where}: {len(header) + len(row[None])} fields, more than the header's {len(header)}"
+                    )
                 split = row["mode"].strip()
                 if split not in rows:
                     raise DataError(f"{where}, mode: {split!r} is not one of {', '.join(SPLITS)}")
-                try:
-                    label = float(row["label"])
-                except ValueError:
-                    raise DataError(f"{where}, label: {row['label']!r} is not a number") from None
+                if not _NUMBER.fullmatch(row["label"]):
+                    raise DataError(f"{where}, label: {row['label']!r} is not a plain decimal number")
+                label = float(row["label"])
                 lo, hi = SENTIMENT_RANGE
                 if not (math.isfinite(label) and lo <= label <= hi):
                     raise DataError(f"{where}, label: {label:g} is not a finite value in [{lo:g}, {hi:g}]")
