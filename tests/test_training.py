@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from mmolre_cli.cli.app import app
 from mmolre_cli.config import TrainConfig
+from mmolre_cli.data.canonical import Split, read_canonical, write_canonical
 from mmolre_cli.errors import UsageError
 from mmolre_cli.metrics import tune_thresholds
 from mmolre_cli.training.checkpoint import load_checkpoint
@@ -302,3 +303,79 @@ def test_two_process_ddp_sees_every_sample_once_and_scores_the_full_splits(runne
     single = json.loads(evaluated.stdout)["metrics"]
     for key in ("Has0_acc_2", "Non0_acc_2", "Acc_7", "MAE", "Corr", "WA_mean", "F1w_mean", "micro_F1", "loss_sa"):
         assert single[key] == pytest.approx(values["metrics"]["test"][key], rel=1e-5), key
+
+
+def test_nproc_checks_the_data_and_the_run_directory_before_starting_workers(runner, tiny_data, tmp_path):
+    # Workers' errors would reach the real stderr, not the runner's: these come from the launcher.
+    missing, done = tmp_path / "none.h5", tmp_path / "done"
+    result = runner.invoke(app, ["train", "--data", str(missing), *TINY, "--nproc", "2", "--out", str(tmp_path / "a")])
+    assert result.exit_code == 1 and result.stderr == f"Error: {missing}: file not found\n"
+    done.mkdir()
+    (done / "metrics.json").write_text("{}")
+    result = runner.invoke(app, ["train", "--data", str(tiny_data), *TINY, "--nproc", "2", "--out", str(done)])
+    assert result.exit_code == 1 and "already holds a run (metrics.json)" in result.stderr
+
+
+def first_sample(split):
+    """``split`` cut to its first sample."""
+    features = {m: x[:1] for m, x in split.features.items()}
+    lengths = {m: n[:1] for m, n in split.lengths.items()}
+    return Split(split.ids[:1], features, lengths, split.sentiment[:1], split.emotion[:1])
+
+
+@pytest.mark.distributed
+def test_nproc_reports_an_error_of_every_worker_once_with_its_exit_code(tiny_data, tmp_path):
+    data = read_canonical(tiny_data)
+    data.splits = {name: first_sample(split) for name, split in data.splits.items()}
+    write_canonical(data, tmp_path / "one.h5")
+    options = [*TINY, "--epochs", "1", "--nproc", "2", "--out", str(tmp_path / "run"), "--no-track"]
+    command = [sys.executable, "-m", "mmolre_cli", "train", "--data", str(tmp_path / "one.h5"), *options]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "Error" in line]
+    assert errors == ["Error: the training split has 1 samples, fewer than the 2 processes"], result.stderr
+    assert "Traceback" not in result.stderr and "Root Cause" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def processes_naming(path):
+    """The ids of live processes with ``path`` as one of their command-line arguments."""
+    found = set()
+    for entry in os.scandir("/proc"):
+        try:
+            with open(os.path.join(entry.path, "cmdline"), "rb") as cmdline:
+                arguments = cmdline.read().split(b"\0")
+        except OSError:  # not a process, or one that has just ended
+            continue
+        if os.fsencode(path) in arguments:
+            found.add(int(entry.name))
+    return found
+
+
+@pytest.mark.distributed
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigint_stops_every_worker_of_a_two_process_run_and_resume_completes(runner, tiny_data, tmp_path):
+    run_dir = tmp_path / "stopped"
+    options = [*TINY, "--epochs", "6", "--patience", "6", "--nproc", "2", "--out", str(run_dir), "--no-track"]
+    command = [sys.executable, "-m", "mmolre_cli", "train", "--data", str(tiny_data), *options]
+    log = tmp_path / "stderr.txt"  # not a pipe: a worker left running would hold it open
+    with log.open("w") as stderr:
+        launcher = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "last.pt").exists() and launcher.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        workers = processes_naming(run_dir) - {launcher.pid}
+        launcher.send_signal(signal.SIGINT)  # the first epoch is saved: this lands in a later one
+        launcher.wait(timeout=60)
+    finally:
+        launcher.kill()
+        launcher.wait()
+    stderr = log.read_text()
+    assert launcher.returncode == 130, stderr
+    assert len(workers) >= 2 and not processes_naming(run_dir)  # the launcher returned after its workers ended
+    assert "Error" not in stderr and "Traceback" not in stderr
+    assert not (run_dir / "metrics.json").exists()
+    result = runner.invoke(app, ["train", "--resume", str(run_dir), "--no-track"])
+    assert result.exit_code == 0, result.output
+    assert len(report(run_dir)["history"]) == 6

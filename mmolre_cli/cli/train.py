@@ -137,9 +137,15 @@ def relaunch(
     uri: str | None,
     json_output: bool,
 ) -> None:
-    """Run this command again in ``nproc`` processes under torchrun, with the resolved config (or ``--resume``)."""
+    """Run this command again in ``nproc`` processes under torchrun, with the resolved config (or ``--resume``),
+    and exit with their code. A new run's data, model and run directory are checked here first."""
     from mmolre_cli.training.distributed import launch
+    from mmolre_cli.training.seeds import check_model_builds
+    from mmolre_cli.training.trainer import check_run_dir
 
+    if resume is None:
+        check_model_builds(run_config, registry())
+        check_run_dir(run_dir)
     plugins_dir = global_options.plugins_dir
     prefix = ["--plugins-dir", str(plugins_dir)] if plugins_dir else []
     tracking = ["--no-track"] if uri is None else ["--tracking-uri", uri]

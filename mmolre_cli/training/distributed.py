@@ -7,12 +7,16 @@ are gathered from all ranks, so metrics always cover the full split. Only rank 0
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
-import subprocess
+import signal
 import sys
+import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -65,6 +69,12 @@ def setup(device: str) -> tuple[Context, str]:
     if world <= 1:
         return SINGLE, device
     context = Context(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    # The launcher forwards SIGINT to stop the run: end at once, as on SIGTERM, rather than unwind
+    # (and report errors) while a peer that already stopped leaves a collective hanging.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # When a rank fails, the agent stops the others with SIGTERM: one already exiting (its error
+    # printed) keeps its own exit code, which the launcher reports instead of the others' output.
+    atexit.register(signal.signal, signal.SIGTERM, signal.SIG_IGN)
     cuda = torch.device(device).type == "cuda"
     if cuda:
         device = f"cuda:{context.local_rank}"
@@ -84,8 +94,38 @@ def shutdown() -> None:
 
 
 def launch(nproc: int, arguments: Sequence[str]) -> int:
-    """Run ``mmolre <arguments>`` in ``nproc`` local processes under torchrun; its exit code."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    # One thread per process, or the ranks fight over the same cores.
-    env = {"OMP_NUM_THREADS": "1", **os.environ}
-    return subprocess.run([*command, "-m", "mmolre_cli", *arguments], env=env).returncode
+    """Run ``mmolre <arguments>`` in ``nproc`` local processes under torchrun's agent, which runs here with
+    its logging off; 0, the exit code of the lowest rank that failed by itself, or 128 + the signal that
+    stopped the launch (SIGINT, SIGTERM, SIGHUP or SIGQUIT: every worker has ended by then).
+
+    Rank 0 writes to this process's stderr; another rank's stderr is shown only when it failed and rank 0 did not.
+    """
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)  # the agent's handlers replace ours
+    handlers = {sig: signal.getsignal(sig) for sig in stops}
+    logging_off = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    with tempfile.TemporaryDirectory(prefix="mmolre-workers-") as logs:
+        redirects = ",".join(f"{rank}:2" for rank in range(1, nproc)) or "0"  # 2: stderr to a file
+        # torchrun also gives the workers OMP_NUM_THREADS=1 (unless set), so they do not fight over cores.
+        options = ["--standalone", f"--nproc_per_node={nproc}", f"--log_dir={logs}", f"--redirects={redirects}"]
+        try:
+            torchrun.run(torchrun.parse_args([*options, "-m", "mmolre_cli", *arguments]))
+        except SignalException as stop:
+            return 128 + stop.sigval
+        except ChildFailedError as error:
+            codes = {rank: failure.exitcode for rank, failure in error.failures.items()}
+            # The agent stops the ranks still running with SIGTERM: the failure is among the others.
+            rank = min((rank for rank, code in codes.items() if code != -signal.SIGTERM), default=min(codes))
+            if rank:
+                for log in Path(logs).glob(f"*/attempt_*/{rank}/stderr.log"):
+                    sys.stderr.write(log.read_text())
+            return codes[rank] if codes[rank] > 0 else 128 - codes[rank]  # -N: ended by signal N
+        finally:
+            logging.disable(logging_off)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+    return 0
