@@ -144,3 +144,18 @@ def test_a_finished_run_is_never_overwritten(runner, tiny_data, tmp_path):
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and "already holds a run" in again.stderr
     assert (run_dir / "metrics.json").read_bytes() == before
+
+
+def test_an_interrupted_run_says_how_to_continue(runner, tiny_data, tmp_path, monkeypatch):
+    """Ctrl-C (KeyboardInterrupt) ends with exit code 130 and the command that resumes the run."""
+    from mmolre_cli.training import trainer
+
+    def interrupt_after_the_first_epoch(config, out_dir, registry, *, on_epoch=None, **options):
+        out_dir.mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "train_run", interrupt_after_the_first_epoch)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--data", str(tiny_data), "--epochs", "1", "--no-track", "--out", str(out)])
+    assert result.exit_code == 130
+    assert result.stderr == f"Interrupted; to continue, run mmolre train --resume {out}\n"

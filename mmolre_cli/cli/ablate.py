@@ -23,6 +23,7 @@ from mmolre_cli.cli.common import (
     TopkOption,
     console,
     err_console,
+    interrupted,
     print_json,
     registry,
     user_errors,
@@ -147,10 +148,13 @@ def ablate(
             bar.console.print(f"{label(variant, part)}: {done} (selected {selected})", highlight=False)
             bar.advance(task)
 
-        summary = run_ablation(
-            plan, seed_list, out_dir, registry(), jobs=jobs, plugins_dir=ctx.find_root().params.get("plugins_dir"),
-            tracking_uri=uri, warn=warn, on_part=on_part, on_epoch=on_epoch,
-        )  # fmt: skip
+        try:
+            summary = run_ablation(
+                plan, seed_list, out_dir, registry(), jobs=jobs, plugins_dir=ctx.find_root().params.get("plugins_dir"),
+                tracking_uri=uri, warn=warn, on_part=on_part, on_epoch=on_epoch,
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            interrupted("the same command (finished runs are kept)", out_dir)
     if json_output:
         print_json(summary)
         return

@@ -48,6 +48,13 @@ def user_errors(command: Callable) -> Callable:
     return wrapper
 
 
+def interrupted(how: str, directory: Path) -> None:
+    """End an interrupted command with exit code 130, saying how to continue when it left ``directory``."""
+    hint = f"; to continue, run {how}" if Path(directory).is_dir() else ""
+    sys.stderr.write(f"Interrupted{hint}\n")
+    raise typer.Exit(130)
+
+
 def warn(message: str) -> None:
     err_console.print(f"[yellow]Warning:[/yellow] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
 

@@ -26,6 +26,7 @@ from mmolre_cli.cli.common import (
     console,
     err_console,
     global_options,
+    interrupted,
     metrics_table,
     print_json,
     registry,
@@ -267,6 +268,8 @@ def train(
             else:
                 one_seed = functools.partial(on_epoch, run_config.train.seed)
                 result = train_run(run_config, run_dir, registry(), on_epoch=one_seed, **options)
+        except KeyboardInterrupt:
+            interrupted(f"mmolre train --resume {resume or run_dir}", resume or run_dir)
         finally:
             shutdown()
     if main:
