@@ -264,6 +264,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(values, dict):
         raise UsageError(f"{path}: expected a mapping at the top level, got {type(values).__name__}")
+    # A section whose keys are all commented out (``model:``) is an empty one.
+    values = {key: {} if value is None and key in ("model", "train") else value for key, value in values.items()}
     # Types are checked here, where the file alone is at fault; ranges after the command's flags are merged in.
     _from_dict(RunConfig, values, str(path))
     return values
@@ -400,9 +402,8 @@ def save_yaml(config: RunConfig, path: Path) -> None:
         temporary.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
-def check_components(config: RunConfig, registry) -> None:
-    """Every component name in ``config`` is registered and its CUDA device exists (a UsageError naming the
-    option otherwise)."""
+def check_device(config: RunConfig) -> None:
+    """The CUDA device ``train.device`` names exists on this machine (a UsageError naming ``--device`` otherwise)."""
     device = config.train.device
     if device.startswith("cuda"):
         import torch  # only here: the rest of the config layer runs without it
@@ -411,6 +412,10 @@ def check_components(config: RunConfig, registry) -> None:
         if index >= count:
             found = f"this machine has {count} CUDA device(s)" if count else "CUDA is not available on this machine"
             raise UsageError(f"--device {device}: {found}")
+
+
+def check_components(config: RunConfig, registry) -> None:
+    """Every component name in ``config`` is registered (a UsageError naming the option otherwise)."""
     model = config.model
     registry.get("encoder", model.encoder, option="--encoder")
     for modality, name in model.encoders.items():

@@ -69,3 +69,9 @@ def test_yaml_that_is_not_a_mapping_is_refused(tmp_path):
     path.write_text("- a\n- b\n")
     with pytest.raises(UsageError, match="bad.yaml: expected a mapping"):
         load_yaml(path)
+
+
+def test_a_yaml_section_with_every_key_commented_out_is_empty(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("model:\n  # topk: 3\ntrain:\n  lr: 0.01\n")
+    assert build_config(load_yaml(path)).model == build_config({}).model

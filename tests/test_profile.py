@@ -186,6 +186,14 @@ def test_cli_bad_options_are_one_line_errors(arguments, message):
     assert result.stderr.count("\n") == 1 and message in result.stderr
 
 
+def test_a_config_written_on_a_gpu_machine_profiles_on_the_device_profile_chooses(tmp_path):
+    """``profile`` has its own ``--device``: a run config's ``train.device: cuda`` is not checked here."""
+    config = tmp_path / "config.yaml"
+    config.write_text("train: {device: cuda}\n")
+    result = CliRunner().invoke(app, ["profile", *TINY, "--config", str(config), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+
+
 @pytest.mark.parametrize("name", ["out.xyz", "data.h5"])
 def test_cli_plot_format_is_checked_before_profiling(tmp_path, monkeypatch, name):
     def profiled(*args, **kwargs):
@@ -198,6 +206,12 @@ def test_cli_plot_format_is_checked_before_profiling(tmp_path, monkeypatch, name
     suffix = name.rpartition(".")[2]
     assert result.stderr.startswith(f"Error: --plot {plot}: unsupported format '{suffix}' (supported: ")
     assert result.stderr.count("\n") == 1 and "png, " in result.stderr and not list(tmp_path.iterdir())
+
+
+def test_cli_plot_into_a_directory_is_refused_before_profiling(tmp_path, monkeypatch):
+    monkeypatch.setattr("mmolre_cli.profiling.profile_configuration", lambda *a, **k: pytest.fail("profiled"))
+    result = CliRunner().invoke(app, ["profile", *TINY, "--plot", str(tmp_path)])
+    assert result.exit_code == 2 and result.stderr == f"Error: --plot {tmp_path}: is a directory\n"
 
 
 def test_plot_of_parameters_and_flops_against_experts(registry, tmp_path):

@@ -19,6 +19,7 @@ from mmolre_cli.config import (
     RunConfig,
     build_config,
     check_components,
+    check_device,
     check_setting,
     did_you_mean,
     parse_list,
@@ -189,6 +190,7 @@ def plan_variants(
     def check(config: RunConfig) -> None:
         """Registered components, an existing device, and a ``train.select`` metric of the tasks it trains."""
         check_components(config, registry)
+        check_device(config)
         Selection.for_metric(config.train.select, [t for t in config.model.tasks if t != "er" or labelled], emotions)
 
     check(full)

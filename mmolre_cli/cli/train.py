@@ -39,6 +39,7 @@ from mmolre_cli.config import (
     RunConfig,
     build_config,
     check_components,
+    check_device,
     deep_merge,
     load_yaml,
     parse_encoders,
@@ -228,6 +229,7 @@ def train(
         values = load_yaml(config) if config else {}
         run_config = build_config(deep_merge(values, overrides), source=str(config) if config else "options")
         check_components(run_config, registry())
+        check_device(run_config)
         run_dir = out or default_run_dir()
     if nproc is not None and nproc < 1:
         raise UsageError(f"--nproc: must be at least 1, got {nproc}")

@@ -51,6 +51,8 @@ def check_plot_path(path: Path) -> None:
     """Refuse, naming ``--plot``, a file whose suffix names no format matplotlib saves (none means png)."""
     from matplotlib.backend_bases import FigureCanvasBase
 
+    if path.is_dir():
+        raise UsageError(f"--plot {path}: is a directory")
     supported = FigureCanvasBase.get_supported_filetypes()
     suffix = path.suffix.lstrip(".").lower() or "png"
     if suffix not in supported:
