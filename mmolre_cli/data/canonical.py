@@ -95,6 +95,16 @@ def _check_strings(a: object, src: str, where: str, n: int | None) -> int:
     return len(a)
 
 
+def feature_memory_limit(samples: float, values: int) -> tuple[int, int] | None:
+    """The longest sequence length whose float32 features, ``samples`` × length × ``values``, fit in this
+    machine's physical memory, and that memory in bytes; None where it cannot be read (no sysconf: Windows)."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return int(memory // (4 * samples * max(1, values))), memory
+
+
 def check_text(strings: np.ndarray, src: str, where: str) -> None:
     """Refuse strings that HDF5 cannot store: one with a NUL character or a lone surrogate (not UTF-8)."""
     for i, s in enumerate(strings):

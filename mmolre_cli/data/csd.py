@@ -28,7 +28,15 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from mmolre_cli.data.canonical import EMOTION_RANGE, MOSEI_EMOTIONS, SENTIMENT_RANGE, SPLITS, CanonicalData, Split
+from mmolre_cli.data.canonical import (
+    EMOTION_RANGE,
+    MOSEI_EMOTIONS,
+    SENTIMENT_RANGE,
+    SPLITS,
+    CanonicalData,
+    Split,
+    feature_memory_limit,
+)
 from mmolre_cli.errors import DataError, UsageError, first_line
 
 #: Label columns per dataset: sentiment, then the MOSEI emotions in MOSEI_EMOTIONS order.
@@ -313,12 +321,11 @@ def _plan(
 
 def _check_memory(n: int, seqs: dict[str, Sequence], seq_len: int) -> None:
     """Refuse, naming ``--seq-len``, features of ``n`` segments too large for this machine's physical memory."""
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): the allocation itself decides
-        return
     values = sum(seq.columns() for seq in seqs.values())
-    most = memory // (4 * n * max(1, values))  # the longest sequences whose features fit
+    limit = feature_memory_limit(n, values)
+    if limit is None:  # unknown memory: the allocation itself decides
+        return
+    most, memory = limit
     if seq_len > most:
         raise UsageError(
             f"--seq-len {seq_len}: the features ({n} segments × {seq_len} steps × {values} float32 values) would "

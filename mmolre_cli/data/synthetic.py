@@ -54,6 +54,7 @@ from mmolre_cli.data.canonical import (
     SPLITS,
     CanonicalData,
     Split,
+    feature_memory_limit,
     write_canonical,
 )
 from mmolre_cli.data.shapes import DataShapes, like_shapes
@@ -224,13 +225,12 @@ def _generate(
 
 def _check_memory(like: str, scale: float, seq_len: int) -> None:
     """Refuse, naming ``--scale`` and ``--seq-len``, features too large for this machine's physical memory."""
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): the allocation itself decides
-        return
     clips = sum(max(8, np.round(n * scale)) for n in _SIZES[like])  # as the split sizes, but inf when too many
     values = sum(like_shapes(like).input_dims.values())
-    most = int(memory // (4 * values * clips))  # the longest sequences whose features fit
+    limit = feature_memory_limit(clips, values)
+    if limit is None:  # unknown memory: the allocation itself decides
+        return
+    most, memory = limit
     if seq_len > most:
         fix = f"--seq-len can be at most {most} at this --scale" if most else "lower --scale"
         raise UsageError(
