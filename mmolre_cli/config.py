@@ -402,9 +402,9 @@ def save_yaml(config: RunConfig, path: Path) -> None:
         temporary.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
-def check_device(config: RunConfig) -> None:
-    """The CUDA device ``train.device`` names exists on this machine (a UsageError naming ``--device`` otherwise)."""
-    device = config.train.device
+def check_device(device: str) -> None:
+    """The CUDA device ``device`` names (``cuda``, ``cuda:N``) exists on this machine (a UsageError naming
+    ``--device`` otherwise); ``cpu`` always does."""
     if device.startswith("cuda"):
         import torch  # only here: the rest of the config layer runs without it
 

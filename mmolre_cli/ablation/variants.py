@@ -190,7 +190,7 @@ def plan_variants(
     def check(config: RunConfig) -> None:
         """Registered components, an existing device, and a ``train.select`` metric of the tasks it trains."""
         check_components(config, registry)
-        check_device(config)
+        check_device(config.train.device)
         Selection.for_metric(config.train.select, [t for t in config.model.tasks if t != "er" or labelled], emotions)
 
     check(full)

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mmolre_cli.config import ModelConfig, RunConfig
+from mmolre_cli.config import ModelConfig, RunConfig, check_device
 from mmolre_cli.data.shapes import DataShapes
 from mmolre_cli.errors import UsageError
 from mmolre_cli.model import DataSignature, multitask_loss
@@ -31,8 +31,7 @@ def resolve_device(name: str | None) -> torch.device:
         raise UsageError(f"--device: unknown device {name!r} (valid: cpu, cuda, cuda:N)") from None
     if device.type not in ("cpu", "cuda"):
         raise UsageError(f"--device: unknown device {name!r} (valid: cpu, cuda, cuda:N)")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: CUDA is not available on this machine")
+    check_device(name)
     return device
 
 
