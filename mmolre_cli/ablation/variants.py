@@ -25,9 +25,10 @@ from mmolre_cli.config import (
     parse_list,
     set_path,
 )
-from mmolre_cli.data.canonical import MOSEI_EMOTIONS
-from mmolre_cli.data.shapes import read_shapes
+from mmolre_cli.data.shapes import like_shapes, read_shapes
+from mmolre_cli.data.synthetic import BUILTIN_LIKE
 from mmolre_cli.errors import UsageError
+from mmolre_cli.model.build import resolve_model
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.training.schedule import Selection, selectable_metrics
 
@@ -183,20 +184,20 @@ def plan_variants(
     ``topk > shared`` grid points are skipped with a note.
     """
     full = build_config(values, source="options")
-    shapes = read_shapes(full.data) if full.data else None
-    emotions = shapes.emotions if shapes else list(MOSEI_EMOTIONS)  # the built-in data: MOSEI's, all labelled
-    labelled = shapes.emotion_labels if shapes else True
+    shapes = read_shapes(full.data) if full.data else like_shapes(BUILTIN_LIKE)
 
     def check(config: RunConfig) -> None:
-        """Registered components, an existing device, and a ``train.select`` metric of the tasks it trains."""
+        """Registered components, an existing device, and a ``train.select`` metric of the tasks it trains
+        on these data (``er`` dropped where they hold no emotion labels, as training does)."""
         check_components(config, registry)
         check_device(config.train.device)
-        Selection.for_metric(config.train.select, [t for t in config.model.tasks if t != "er" or labelled], emotions)
+        model, signature = resolve_model(config.model, shapes)
+        Selection.for_metric(config.train.select, model.tasks, signature.emotions)
 
     check(full)
     if removals and full.model.architecture != "mmolre":
         raise UsageError(f"--remove: removals apply to MMoLRE, but model.architecture is {full.model.architecture!r}")
-    if "mtl" in removals and "er" in full.model.tasks and not labelled:
+    if "mtl" in removals and "er" in full.model.tasks and not shapes.emotion_labels:
         raise UsageError(f"--remove mtl: {full.data} has no emotion labels, so there is no second task to train alone")
     notes: list[str] = []
     variants: list[Variant] = []
