@@ -214,13 +214,14 @@ def plan_variants(
         model = dataclasses.replace(full.model, architecture=name)
         variants.append(Variant(name, "baseline", {WHOLE: _with_model(full, model)}))
     reference = Variant("full", "full", {WHOLE: full})
+    paths = {key: grid_path(key) for key in grid}
     # product() of no lists is one empty combination: without a grid there are no grid points.
     for combination in itertools.product(*grid.values()) if grid else ():
         settings = dict(zip(grid, combination, strict=True))
         label = ",".join(f"{key}={value}" for key, value in settings.items())
         point = full.to_dict()  # every setting, so that a grid over one entry of a mapping keeps the others
         for key, value in settings.items():
-            set_path(point, grid_path(key), value)
+            set_path(point, paths[key], value)
         if _topk_exceeds_shared(point):
             notes.append(f"--grid {label}: skipped, topk cannot exceed the number of shared experts")
             continue
