@@ -175,23 +175,31 @@ def test_routing_frequencies_and_weights_per_task_block_and_modality(reference):
 # Resume
 
 
-def test_interrupted_run_resumes_to_exactly_the_uninterrupted_metrics(runner, tiny_data, reference, tmp_path):
+class Interrupt(Exception):
+    """Raised from ``on_epoch`` to interrupt a run after an epoch is saved."""
+
+
+def interrupted_run(reference, run_dir, stop_epoch, tracking_uri=None):
+    """``reference``'s config trained into ``run_dir`` until ``stop_epoch`` is saved, then interrupted."""
     from mmolre_cli.config import build_config
     from mmolre_cli.plugins import load_registry
-    from mmolre_cli.training.seeds import resume_run
     from mmolre_cli.training.trainer import train_run
 
-    class Interrupt(Exception):
-        pass
-
-    def stop_after_epoch_2(summary):
-        if summary["epoch"] == 2:
+    def stop(summary):
+        if summary["epoch"] == stop_epoch:
             raise Interrupt
 
-    run_dir = tmp_path / "run"
     config = build_config(json.loads(json.dumps(load_checkpoint(reference)["config"])))
     with pytest.raises(Interrupt):
-        train_run(config, run_dir, load_registry(), on_epoch=stop_after_epoch_2)
+        train_run(config, run_dir, load_registry(), tracking_uri=tracking_uri, on_epoch=stop)
+
+
+def test_interrupted_run_resumes_to_exactly_the_uninterrupted_metrics(runner, tiny_data, reference, tmp_path):
+    from mmolre_cli.plugins import load_registry
+    from mmolre_cli.training.seeds import resume_run
+
+    run_dir = tmp_path / "run"
+    interrupted_run(reference, run_dir, stop_epoch=2)
     assert load_checkpoint(run_dir / "last.pt")["epoch"] == 2 and not (run_dir / "metrics.json").exists()
     again = runner.invoke(app, ["train", "--data", str(tiny_data), *TINY, "--out", str(run_dir), "--no-track"])
     assert again.exit_code == 1 and "continue it with --resume" in again.stderr
@@ -224,6 +232,23 @@ def test_sigkill_in_the_second_epoch_then_resume_matches_the_uninterrupted_run(r
 def test_resume_refuses_other_training_options(runner, reference):
     result = runner.invoke(app, ["train", "--resume", str(reference), "--epochs", "9"])
     assert result.exit_code == 2 and "--resume continues a run with its stored config" in result.stderr
+
+
+@pytest.mark.parametrize("tracked", [False, True], ids=["no-track", "tracked"])
+def test_resume_tracks_as_the_run_was_started(runner, reference, tmp_path, tracked):
+    import mlflow
+
+    run_dir = tmp_path / "run"
+    uri = f"sqlite:///{run_dir.resolve() / 'mlflow.db'}"
+    interrupted_run(reference, run_dir, stop_epoch=1, tracking_uri=uri if tracked else None)
+    result = runner.invoke(app, ["train", "--resume", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert ("MLflow run" in result.stdout) == tracked and (run_dir / "mlflow.db").exists() == tracked
+    if tracked:  # the interrupted MLflow run was continued, not a second one started
+        client = mlflow.MlflowClient(uri)
+        (run,) = client.search_runs([client.get_experiment_by_name("mmolre").experiment_id])
+        assert run.info.status == "FINISHED" and run.info.run_id == report(run_dir)["tracking_run_id"]
+        assert len(client.get_metric_history(run.info.run_id, "valid_loss")) == 4
 
 
 # Seeds and MLflow

@@ -198,7 +198,9 @@ def train(
     device: str | None = typer.Option(None, help="Torch device, e.g. cpu or cuda."),
     nproc: int | None = typer.Option(None, help="Train data-parallel in this many local processes (torchrun)."),
     out: Path | None = typer.Option(None, help="Run directory (default: runs/<date>-<time>)."),
-    resume: Path | None = typer.Option(None, help="Continue the interrupted run in this directory."),
+    resume: Path | None = typer.Option(
+        None, help="Continue the interrupted run in this directory, tracked where it was (or not, after --no-track)."
+    ),
     tracking_uri: str | None = typer.Option(
         None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///<out>/mlflow.db)."
     ),
@@ -206,7 +208,7 @@ def train(
     json_output: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
 ) -> None:
     """Train MMoLRE, select on the validation split, and report the selected checkpoint's test metrics."""
-    from mmolre_cli.training.seeds import parse_seeds
+    from mmolre_cli.training.seeds import parse_seeds, resumed_tracking_uri
     from mmolre_cli.training.tracking import default_tracking_uri
 
     overrides = cli_overrides(
@@ -233,7 +235,10 @@ def train(
         run_dir = out or default_run_dir()
     if nproc is not None and nproc < 1:
         raise UsageError(f"--nproc: must be at least 1, got {nproc}")
-    uri = None if no_track else (tracking_uri or default_tracking_uri(run_dir))
+    if resume is not None and not no_track and tracking_uri is None:
+        uri = resumed_tracking_uri(resume)
+    else:
+        uri = None if no_track else (tracking_uri or default_tracking_uri(run_dir))
     if nproc:
         relaunch(nproc, run_config, run_dir, seeds, resume, uri, json_output)
         return

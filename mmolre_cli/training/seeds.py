@@ -19,8 +19,9 @@ from mmolre_cli.errors import CheckpointError, UsageError
 from mmolre_cli.model.build import resolve_model
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.state_files import read_json
+from mmolre_cli.training.checkpoint import LAST_NAME, load_checkpoint
 from mmolre_cli.training.distributed import setup
-from mmolre_cli.training.tracking import Tracker
+from mmolre_cli.training.tracking import Tracker, default_tracking_uri, restored_tracking_uri, stored_tracking
 from mmolre_cli.training.trainer import (
     CONFIG_NAME,
     METRICS_NAME,
@@ -143,7 +144,8 @@ def train_seeds(
     tracker = parent.child(out_dir.name) if parent is not None else Tracker(tracking_uri, out_dir, out_dir.name, warn)
     if context.main:
         tracker.start({**config.to_dict(), "seeds": ",".join(map(str, seeds))}, manifest["tracking_run_id"])
-        write_json_atomic({**manifest, "tracking_run_id": tracker.run_id}, manifest_path)
+        tracking = stored_tracking(tracker.uri, out_dir)
+        write_json_atomic({**manifest, "tracking_run_id": tracker.run_id, "tracking": tracking}, manifest_path)
         save_yaml(config, out_dir / CONFIG_NAME)
 
     runs = []
@@ -182,6 +184,22 @@ def train_seeds(
         tracker.log_artifacts([out_dir / CONFIG_NAME, out_dir / SUMMARY_NAME])
         tracker.end()
     return SeedsResult(out_dir, runs, mean, std, tracker.run_id)
+
+
+def resumed_tracking_uri(run_dir: Path) -> str | None:
+    """Where the interrupted run in ``run_dir`` is tracked: as it was started (not at all, after
+    ``--no-track``), or at the default URI when it recorded nothing (no epoch finished yet)."""
+    if (run_dir / SEEDS_NAME).is_file():
+        recorded = read_json(run_dir / SEEDS_NAME, ("seeds", "config"))
+    elif (run_dir / LAST_NAME).is_file():
+        recorded = load_checkpoint(run_dir / LAST_NAME)
+    else:
+        recorded = {}
+    return (
+        restored_tracking_uri(recorded["tracking"], run_dir)
+        if "tracking" in recorded
+        else default_tracking_uri(run_dir)
+    )
 
 
 def resume_run(

@@ -25,6 +25,17 @@ def default_tracking_uri(out_dir: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{out_dir.resolve() / 'mlflow.db'}"
 
 
+def stored_tracking(uri: str | None, out_dir: Path) -> str | None:
+    """How a run directory records where it is tracked: None (not tracked), ``"run"`` (the SQLite store
+    inside it, wherever it is moved) or the URI itself."""
+    return "run" if uri is not None and uri == f"sqlite:///{out_dir.resolve() / 'mlflow.db'}" else uri
+
+
+def restored_tracking_uri(stored: str | None, out_dir: Path) -> str | None:
+    """The tracking URI that ``stored_tracking`` recorded for ``out_dir``."""
+    return f"sqlite:///{out_dir.resolve() / 'mlflow.db'}" if stored == "run" else stored
+
+
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested mappings → dotted keys, as MLflow parameters."""
     flat: dict[str, Any] = {}

@@ -47,7 +47,7 @@ from mmolre_cli.training.checkpoint import (
 from mmolre_cli.training.evaluate import forward, metrics_of, predict, trivial_baseline
 from mmolre_cli.training.plots import plot_history, plot_routing
 from mmolre_cli.training.schedule import Schedule, Selection
-from mmolre_cli.training.tracking import Tracker
+from mmolre_cli.training.tracking import Tracker, stored_tracking
 
 CONFIG_NAME = "config.yaml"
 METRICS_NAME = "metrics.json"
@@ -249,6 +249,7 @@ def train_run(
             "rng": rngs,
             "history": history,
             "tracking_run_id": tracker.run_id,
+            "tracking": stored_tracking(tracker.uri, out_dir),
         }
 
     step, total_steps = (first_epoch - 1) * steps_per_epoch, steps_per_epoch * train_cfg.epochs
