@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
 import torch
@@ -11,8 +12,9 @@ from conftest import random_inputs
 from typer.testing import CliRunner
 
 from mmolre_cli.ablation.plots import scaled
-from mmolre_cli.ablation.runner import record_plan
-from mmolre_cli.ablation.variants import REMOVALS, WHOLE, parse_grid, plan_variants
+from mmolre_cli.ablation.results import summarise
+from mmolre_cli.ablation.runner import SeedRun, record_plan
+from mmolre_cli.ablation.variants import REMOVALS, WHOLE, Plan, Variant, parse_grid, plan_variants
 from mmolre_cli.cli.app import app
 from mmolre_cli.config import deep_merge
 from mmolre_cli.data.canonical import write_canonical
@@ -23,6 +25,7 @@ from mmolre_cli.model.build import build_model
 from mmolre_cli.model.experts import lowrank_parameter_count
 from mmolre_cli.model.fusion import ConcatFusion, TaskAdaptiveFusion
 from mmolre_cli.model.routers import TopKRouter, UniformRouter
+from mmolre_cli.training.seeds import aggregate
 
 SMALL = {"model": {"d_model": 16, "experts": {"shared": 4, "rank": 4}, "topk": 2, "dropout": 0.0}}
 FAST = ["--d-model", "16", "--epochs", "2", "--batch-size", "64", "--no-track"]
@@ -243,6 +246,16 @@ def test_a_grid_over_one_entry_of_a_mapping_sets_that_entry(registry):
 def test_heatmap_scale_respects_direction():
     assert scaled([0.5, 0.7, None, 0.6], higher_better=True) == pytest.approx([0.0, 1.0, None, 0.5])
     assert scaled([0.5, 0.7, 0.6], higher_better=False) == pytest.approx([1.0, 0.0, 0.5])
+
+
+def test_a_metric_undefined_for_one_seed_is_undefined_in_the_summary_as_in_train_seeds():
+    seeds = ((1, math.nan, 0.9), (2, 0.5, 1.0), (3, 0.3, 0.8))
+    runs = [SeedRun(seed, {"test": {"Corr": corr, "MAE": mae}, "valid": {}}, 10, 1) for seed, corr, mae in seeds]
+    (full,) = summarise(Plan([Variant("full", "full", {WHOLE: None})], {}, []), {"full": {WHOLE: runs}})["variants"]
+    assert full["mean"]["Corr"] is None and full["std"]["Corr"] is None and full["delta"]["Corr"] is None
+    mean, std = aggregate([{"test": run.metrics["test"]} for run in runs])
+    assert full["mean"]["MAE"] == pytest.approx(0.9) == mean["test"]["MAE"]
+    assert full["std"]["MAE"] == pytest.approx(0.1) == std["test"]["MAE"]
 
 
 def test_unknown_removal_fails_in_one_line_listing_valid_names(runner, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from conftest import random_inputs, with_random_experts
@@ -10,6 +12,7 @@ from torch import nn
 from mmolre_cli.config import ExpertConfig, ModelConfig
 from mmolre_cli.model import MMoLRE, multitask_loss
 from mmolre_cli.model.experts import ConvExpertBank, lowrank_parameter_count
+from mmolre_cli.model.loss import SplitLoss
 from mmolre_cli.model.routers import SoftRouter, TopKRouter, UniformRouter, switch_balance_loss
 
 
@@ -130,6 +133,27 @@ def test_missing_sentiment_labels_are_ignored(registry, signature):
     known = ~torch.isnan(sentiment)
     expected = (output.predictions["sa"][known] - sentiment[known]).abs().mean()
     torch.testing.assert_close(parts["sa"], expected)
+
+
+def test_a_split_loss_averages_each_task_over_the_samples_labelled_for_it(registry, signature):
+    config = small_config(task_weights={"sa": 1.0, "er": 2.0})
+    model = with_random_experts(MMoLRE(config, signature, registry)).eval()
+    features, lengths = random_inputs(signature)
+    sentiment = torch.tensor([0.5, float("nan"), -1.0, 1.5, 2.0, 0.0])
+    emotion = torch.rand(6, 6)
+    emotion[:4] = float("nan")  # the first batch has no emotion labels, the second one of three
+    _, whole = multitask_loss(model(features, lengths), sentiment, emotion, config, None)
+    losses = SplitLoss()
+    for rows in (slice(0, 3), slice(3, 6)):
+        output = model({m: x[rows] for m, x in features.items()}, {m: n[rows] for m, n in lengths.items()})
+        _, parts = multitask_loss(output, sentiment[rows], emotion[rows], config, None)
+        losses.add(parts, sentiment[rows], emotion[rows])
+    means = losses.means(config)
+    assert means["sa"] == pytest.approx(whole["sa"].item()) and means["er"] == pytest.approx(whole["er"].item())
+    assert means["loss"] == pytest.approx(means["sa"] + 2.0 * means["er"] + config.balance_coef * means["balance"])
+    unlabelled = SplitLoss()
+    unlabelled.add(parts, sentiment[3:], torch.full((3, 6), float("nan")))
+    assert math.isnan(unlabelled.means(config)["er"]) and "er" in unlabelled.means(config)
 
 
 @pytest.mark.parametrize("router", ["topk", "noisy_topk", "soft", "uniform"])

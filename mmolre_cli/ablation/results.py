@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from mmolre_cli.ablation.runner import SeedRun
 from mmolre_cli.ablation.variants import WHOLE, Plan
 from mmolre_cli.atomic import atomic_path
 from mmolre_cli.metrics import MER_SUMMARY, MSA_METRICS, higher_is_better
+from mmolre_cli.training.seeds import aggregate
 
 #: The metrics tables and plots compare; the CSV and JSON keep every metric.
 SUMMARY_METRICS = (*MSA_METRICS, *MER_SUMMARY)
@@ -43,8 +43,8 @@ def combine_parts(parts: dict[str, list[SeedRun]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _finite(values: list[Any]) -> list[float]:
-    return [float(v) for v in values if v is not None and math.isfinite(v)]
+def _json_number(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def summarise(plan: Plan, results: dict[str, dict[str, list[SeedRun]]]) -> dict[str, Any]:
@@ -52,12 +52,9 @@ def summarise(plan: Plan, results: dict[str, dict[str, list[SeedRun]]]) -> dict[
     variants = []
     for variant in plan.variants:
         rows = combine_parts(results[variant.name])
-        names = list(dict.fromkeys(key for row in rows for key in row["test"]))
-        mean, std = {}, {}
-        for name in names:
-            values = _finite([row["test"].get(name) for row in rows])
-            mean[name] = statistics.fmean(values) if values else None
-            std[name] = statistics.stdev(values) if len(values) > 1 else None
+        # As ``train --seeds`` aggregates: a metric undefined (NaN) for one seed is undefined (None) in the mean.
+        means, stds = aggregate([{"test": row["test"]} for row in rows])
+        mean, std = ({name: _json_number(value) for name, value in values["test"].items()} for values in (means, stds))
         variants.append(
             {
                 "name": variant.name,

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -19,26 +24,60 @@ def emotion_pos_weight(emotion: Tensor) -> Tensor:
     return (negatives / positives.clamp(min=1.0)).clamp(min=1e-3, max=1e3)
 
 
+def labelled(sentiment: Tensor, emotion: Tensor) -> dict[str, Tensor]:
+    """Per task, which samples of a batch carry its label (every emotion known, for ``er``)."""
+    return {"sa": ~torch.isnan(sentiment), "er": ~torch.isnan(emotion).any(-1)}
+
+
 def multitask_loss(
     output: ModelOutput, sentiment: Tensor, emotion: Tensor, config: ModelConfig, pos_weight: Tensor | None
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Total loss and its parts. A sample without a task's label adds nothing to that task's loss,
     and a batch with no such label contributes an exact zero (and zero gradient) for that task."""
+    known = labelled(sentiment, emotion)
     parts: dict[str, Tensor] = {}
     if "sa" in output.predictions:
-        known = ~torch.isnan(sentiment)
-        errors = (output.predictions["sa"] - torch.nan_to_num(sentiment)).abs() * known
-        parts["sa"] = errors.sum() / known.sum().clamp(min=1)
+        errors = (output.predictions["sa"] - torch.nan_to_num(sentiment)).abs() * known["sa"]
+        parts["sa"] = errors.sum() / known["sa"].sum().clamp(min=1)
     if "er" in output.predictions:
-        known = ~torch.isnan(emotion).any(-1, keepdim=True)
         # NaN targets must be replaced, not just masked: NaN · 0 is still NaN.
         target = (torch.nan_to_num(emotion) > 0).to(output.predictions["er"].dtype)
         bce = F.binary_cross_entropy_with_logits(
             output.predictions["er"], target, pos_weight=pos_weight, reduction="none"
         )
-        parts["er"] = (bce * known).sum() / (known.sum() * bce.shape[-1]).clamp(min=1)
-    total = sum(config.task_weights.get(task, 1.0) * value for task, value in parts.items())
+        parts["er"] = (bce * known["er"].unsqueeze(-1)).sum() / (known["er"].sum() * bce.shape[-1]).clamp(min=1)
     if "balance" in output.aux_losses:
         parts["balance"] = output.aux_losses["balance"]
-        total = total + config.balance_coef * parts["balance"]
-    return total, parts
+    return combine(parts, config), parts
+
+
+def combine(parts: Mapping[str, Any], config: ModelConfig) -> Any:
+    """The total loss: the tasks' losses by their weights, plus the balance loss by its coefficient."""
+    total = sum(config.task_weights.get(task, 1.0) * value for task, value in parts.items() if task != "balance")
+    return total + config.balance_coef * parts["balance"] if "balance" in parts else total
+
+
+@dataclass
+class SplitLoss:
+    """A whole split's loss from its batches': each task's averaged over the samples labelled for it
+    (a batch's mean counts by its labelled samples), the balance loss over all samples."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, parts: Mapping[str, Tensor], sentiment: Tensor, emotion: Tensor) -> None:
+        weights = {task: int(mask.sum()) for task, mask in labelled(sentiment, emotion).items()}
+        weights["balance"] = len(sentiment)
+        for name, value in parts.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value.item() * weights[name]
+            self.counts[name] = self.counts.get(name, 0) + weights[name]
+
+    def merge(self, other: SplitLoss) -> None:
+        for name, value in other.sums.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+            self.counts[name] = self.counts.get(name, 0) + other.counts[name]
+
+    def means(self, config: ModelConfig) -> dict[str, float]:
+        """``loss`` and each part; a task with no labelled sample is NaN and left out of ``loss``."""
+        parts = {name: total / self.counts[name] for name, total in self.sums.items() if self.counts[name]}
+        return {"loss": float(combine(parts, config)), **{name: parts.get(name, math.nan) for name in self.sums}}

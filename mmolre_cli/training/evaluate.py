@@ -14,6 +14,7 @@ from mmolre_cli.config import ModelConfig
 from mmolre_cli.data.shapes import has_emotion_labels
 from mmolre_cli.metrics import mer_metrics, msa_metrics
 from mmolre_cli.model import ModelOutput, multitask_loss
+from mmolre_cli.model.loss import SplitLoss
 from mmolre_cli.training.batches import Batch, TensorSplit
 from mmolre_cli.training.distributed import SINGLE, Context
 from mmolre_cli.training.routing import RoutingStats
@@ -63,33 +64,32 @@ def predict(
     """Predict ``split``; under data parallelism each rank predicts its share and all ranks get the whole."""
     model.eval()
     config: ModelConfig = model.config
-    indices, chunks, sums, routing = [], {task: [] for task in model.tasks}, {}, RoutingStats()
+    indices, chunks, losses, routing = [], {task: [] for task in model.tasks}, SplitLoss(), RoutingStats()
     for index in split.batch_indices(batch_size, rank=context.rank, world=context.world):
         batch = split.batch(index).to(device)
         output = forward(model, batch, precision)
-        total, parts = multitask_loss(output, batch.sentiment, batch.emotion, config, pos_weight)
-        for name, value in {"loss": total, **parts}.items():
-            sums[name] = sums.get(name, 0.0) + float(value) * len(index)
+        _, parts = multitask_loss(output, batch.sentiment, batch.emotion, config, pos_weight)
+        losses.add(parts, batch.sentiment, batch.emotion)
         for task, prediction in output.predictions.items():
             chunks[task].append(prediction.cpu().numpy())
         routing.add(output.routes)
         indices.append(index)
     order = torch.cat(indices).numpy() if indices else np.zeros(0, dtype=np.int64)
     outputs = {task: np.concatenate(parts) if parts else None for task, parts in chunks.items()}
-    shares = context.gather((order, outputs, sums, routing))
+    shares = context.gather((order, outputs, losses, routing))
     if context.active:
         order = np.concatenate([share[0] for share in shares])
         outputs = {
             task: np.concatenate([share[1][task] for share in shares if share[1][task] is not None]) for task in outputs
         }
-        sums = {name: sum(share[2].get(name, 0.0) for share in shares) for name in shares[0][2]}
-        routing = RoutingStats()
+        losses, routing = SplitLoss(), RoutingStats()
         for share in shares:
+            losses.merge(share[2])
             routing.merge(share[3])
     inverse = np.argsort(order, kind="stable")
     return Predictions(
         {task: values[inverse] for task, values in outputs.items()},
-        {name: value / len(split) for name, value in sums.items()},
+        losses.means(config),
         routing,
     )
 

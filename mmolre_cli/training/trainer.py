@@ -32,6 +32,7 @@ from mmolre_cli.metrics import tune_thresholds
 from mmolre_cli.model import DataSignature, emotion_pos_weight, multitask_loss
 from mmolre_cli.model.build import build_model as build_architecture
 from mmolre_cli.model.build import resolve_model
+from mmolre_cli.model.loss import SplitLoss
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.training import distributed
 from mmolre_cli.training.batches import TensorSplit
@@ -259,8 +260,7 @@ def train_run(
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         trained.train()
-        sums: dict[str, float] = {}
-        seen = 0
+        losses, seen = SplitLoss(), 0
         for index in train.batch_indices(train_cfg.batch_size, shuffle, context.rank, context.world):
             batch = train.batch(index).to(device)
             output = forward(trained, batch, train_cfg.precision)
@@ -273,17 +273,17 @@ def train_run(
             scaler.step(optimizer)
             scaler.update()
             schedule.step()
-            for name, value in {"loss": loss, **parts}.items():
-                key = "train_loss" if name == "loss" else f"train_loss_{name}"
-                sums[key] = sums.get(key, 0.0) + value.item() * len(index)
+            losses.add(parts, batch.sentiment, batch.emotion)
             seen += len(index)
             step += 1
             if progress:
                 progress(step, total_steps)
-        shares = context.gather((sums, seen))
-        seen = sum(share[1] for share in shares)
-        summary = {"epoch": epoch, "lr": lr, "train_samples": seen}
-        summary.update({key: sum(share[0][key] for share in shares) / seen for key in sums})
+        shares, losses = context.gather((losses, seen)), SplitLoss()
+        for share in shares:
+            losses.merge(share[0])
+        summary = {"epoch": epoch, "lr": lr, "train_samples": sum(share[1] for share in shares)}
+        for name, value in losses.means(config.model).items():
+            summary["train_loss" if name == "loss" else f"train_loss_{name}"] = value
         valid = metrics_of(
             predict(model, splits["valid"], train_cfg.batch_size, pos_weight, device,
                     precision=train_cfg.precision, context=context),
