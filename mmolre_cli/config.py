@@ -415,11 +415,12 @@ def check_device(device: str) -> None:
 
 
 def check_components(config: RunConfig, registry) -> None:
-    """Every component name in ``config`` is registered (a UsageError naming the option otherwise)."""
+    """Every component name in ``config`` is registered (a UsageError naming the option otherwise), and every
+    plugin component among them passes its kind's contract (a PluginError naming the plugin otherwise)."""
     model = config.model
-    registry.get("encoder", model.encoder, option="--encoder")
-    for modality, name in model.encoders.items():
-        registry.get("encoder", name, option=f"--encoder {modality}")
-    registry.get("expert", model.experts.type, option="--experts type")
-    registry.get("router", model.router, option="--router")
-    registry.get("fusion", model.fusion, option="--fusion")
+    used = [registry.get("encoder", model.encoder, option="--encoder")]
+    used += [registry.get("encoder", name, option=f"--encoder {modality}") for modality, name in model.encoders.items()]
+    used.append(registry.get("expert", model.experts.type, option="--experts type"))
+    used.append(registry.get("router", model.router, option="--router"))
+    used.append(registry.get("fusion", model.fusion, option="--fusion"))
+    registry.check_contracts(used)

@@ -605,3 +605,81 @@ def test_an_allow_list_name_that_matches_no_installed_plugin_is_reported(install
         "Warning: plugin 'goood' failed at MMOLRE_LOAD_PLUGINS: no installed plugin has this name (installed: "
     )
     assert warnings[0].endswith("; did you mean 'good'?")
+
+
+# Plugin code at run time: checked before training, named when it fails during training
+
+LATE_FAILURES = """
+import torch
+from torch import nn
+
+from mmolre_cli import hookimpl
+
+
+class Float64Bank(nn.Module):
+    def __init__(self, d_model, n_experts, rank, dropout):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x, mask, weights):
+        return (x * self.scale * mask[..., None]).double()
+
+
+class WideOnlyBank(Float64Bank):
+    def forward(self, x, mask, weights):
+        if x.shape[-1] > 8:  # the contract's smoke check runs at width 8
+            raise RuntimeError("cannot handle width " + str(x.shape[-1]))
+        return x * self.scale * mask[..., None] * weights.sum(-1)[:, None, None]
+
+
+@hookimpl
+def register_experts(register):
+    register("float64", Float64Bank)
+    register("narrowonly", WideOnlyBank)
+"""
+
+
+def test_a_plugin_component_is_checked_before_training_and_named_when_it_fails_during_it(tmp_path, tiny_data):
+    directory = tmp_path / "pd"
+    directory.mkdir()
+    (directory / "late.py").write_text(LATE_FAILURES)
+    common = ["--plugins-dir", str(directory), "train", "--data", str(tiny_data), "--d-model", "16", "--no-track"]
+    forget_registries()
+    runner = CliRunner()
+    refused = runner.invoke(app, [*common, "--epochs", "1", "--experts", "type=float64", "--out", str(tmp_path / "a")])
+    failed = runner.invoke(
+        app, [*common, "--epochs", "1", "--experts", "type=narrowonly", "--out", str(tmp_path / "b")]
+    )
+    forget_registries()
+    assert refused.exit_code == 1 and "Traceback" not in refused.output and not (tmp_path / "a").exists()
+    assert refused.stderr.splitlines()[-1] == (
+        "Error: plugin 'late': expert 'float64': output is torch.float64 on cpu, "
+        "expected the input's torch.float32 on cpu"
+    )
+    assert failed.exit_code == 1 and "Traceback" not in failed.output
+    line = LATE_FAILURES.splitlines().index('            raise RuntimeError("cannot handle width " + str(x.shape[-1]))')
+    assert failed.stderr.splitlines()[-1] == (
+        f"Error: plugin 'late' ({directory / 'late.py'}:{line + 1}): RuntimeError: cannot handle width 16"
+    )
+
+
+def test_a_plugin_that_registers_nothing_or_returns_its_components_is_reported(tmp_path, monkeypatch):
+    (tmp_path / "unmarked.py").write_text("def register_experts(register):\n    register('x', None)\n")
+    (tmp_path / "returning.py").write_text(
+        "from mmolre_cli import hookimpl\n\n@hookimpl\ndef register_routers(register):\n    return [('r', None)]\n"
+    )
+    dist = tmp_path / "mmolre_named_builtin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mmolre-named-builtin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[mmolre]\nbuiltin = returning\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pm, failures = get_plugin_manager(tmp_path)
+    sys.modules.pop("returning", None)
+    messages = [failure.message() for failure in build_registry(pm, failures).failures]
+    assert (
+        messages[0]
+        == "plugin 'builtin' failed at import: entry point returning: a plugin named 'builtin' is already loaded"
+    )
+    assert "plugin 'unmarked' failed at hooks: implements no mmolre hook (mark each with @hookimpl;" in messages[1]
+    returned = "returned a list; call register(name, factory) for each component"
+    assert messages[2:] == [f"plugin 'returning' failed at register_routers: {returned}"]

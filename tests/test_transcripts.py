@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from mmolre_cli.cli.app import app
 from mmolre_cli.data.canonical import read_canonical
 from mmolre_cli.data.transcripts import prepare_transcripts
-from mmolre_cli.errors import UsageError
+from mmolre_cli.errors import DataError, UsageError
 
 HEADER = "video_id,clip_id,text,label,label_T,label_A,label_V,annotation,mode\n"
 ROWS = [
@@ -56,6 +56,45 @@ def test_prepare_transcripts_embeds_each_split(tmp_path):
     np.testing.assert_array_equal(train.features["text"][0, :, 0], [3, 5, 3])
     np.testing.assert_array_equal(train.sentiment, [2.0, -1.5])
     assert np.isnan(train.emotion).all()
+
+
+class Returning:
+    """A stub encoder that returns what it is given, whatever the texts."""
+
+    def __init__(self, make):
+        self.make = make
+
+    def encode(self, texts: list[str], seq_len: int):
+        return self.make(len(texts), seq_len)
+
+
+def padded_after_length(n, seq_len):
+    features, lengths = np.ones((n, seq_len, 2)), np.full(n, 1)
+    return features, lengths  # float64 ones everywhere: the padding is not zero
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda n, t: np.zeros((n, t, 2), np.float32), "encode returned ndarray, expected two numpy arrays"),
+        (lambda n, t: (list(range(n)), np.ones(n)), "encode returned (list, ndarray), expected two numpy arrays"),
+        (lambda n, t: (np.zeros((n + 1, t, 2)), np.ones(n + 1)), "for 2 texts at --seq-len 3, expected (2, 3, D)"),
+        (lambda n, t: (np.zeros((n, t, 2), "U1"), np.ones(n, int)), "<U1 features and int64 lengths, expected floats"),
+        (lambda n, t: (np.zeros((n, t, 2)), np.full(n, t + 1)), "encode returned lengths outside 1..3 (--seq-len)"),
+        (padded_after_length, "encode returned features that are not zero after each text's length"),
+    ],
+)
+def test_what_a_text_encoder_returns_is_checked_naming_it(tmp_path, make, fragment):
+    path = label_csv(tmp_path / "label.csv")
+    with pytest.raises(DataError, match=r"^plugin 'p': text_encoder 'x': ") as error:
+        prepare_transcripts(path, Returning(make), seq_len=3, who="plugin 'p': text_encoder 'x'")
+    assert fragment in str(error.value)
+
+
+def test_a_text_encoders_arrays_are_stored_as_float32_and_int32(tmp_path):
+    returned = Returning(lambda n, t: (np.zeros((n, t, 2)), np.full(n, t, dtype=np.int64)))
+    train = prepare_transcripts(label_csv(tmp_path / "label.csv"), returned, seq_len=3).splits["train"]
+    assert (train.features["text"].dtype, train.lengths["text"].dtype) == (np.float32, np.int32)
 
 
 def test_the_example_transcripts_parse():

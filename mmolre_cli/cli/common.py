@@ -36,7 +36,9 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def user_errors(command: Callable) -> Callable:
-    """Turn the user's mistakes (MmolreError) into one line and an exit code instead of a traceback."""
+    """Turn the user's mistakes (MmolreError), and errors raised in a loaded plugin's code, into one line
+    and an exit code instead of a traceback."""
+    from mmolre_cli.plugins.contracts import PLUGIN_ERRORS
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -44,6 +46,11 @@ def user_errors(command: Callable) -> Callable:
             return command(*args, **kwargs)
         except MmolreError as error:
             fail(str(error), error.exit_code)
+        except PLUGIN_ERRORS as error:
+            blamed = registry().blame(error) if _registry.cache_info().currsize else None
+            if blamed is None:
+                raise
+            fail(f"{blamed}: {type(error).__name__}: {error}")
 
     return wrapper
 

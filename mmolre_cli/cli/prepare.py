@@ -128,8 +128,9 @@ def csv(
     from mmolre_cli.data.transcripts import prepare_transcripts
 
     check_out(out, force, file)
-    factory = registry().get("text_encoder", text_encoder, option="--text-encoder").factory
-    data = prepare_transcripts(file, factory(model), seq_len=seq_len, dataset=dataset)
+    component = registry().get("text_encoder", text_encoder, option="--text-encoder")
+    who = f"plugin {component.plugin!r}: text_encoder {text_encoder!r}"
+    data = prepare_transcripts(file, component.factory(model), seq_len=seq_len, dataset=dataset, who=who)
     data.options.update(text_encoder=text_encoder, model=model)
     write_canonical(data, out, force=force)
     _report(data, out)

@@ -80,10 +80,45 @@ def read_label_csv(path: str | os.PathLike) -> dict[str, dict[str, list]]:
     return rows
 
 
+def check_encoded(returned: object, n: int, seq_len: int, who: str) -> tuple[np.ndarray, np.ndarray]:
+    """A text encoder's ``encode`` result as float32 features (n, seq_len, D), zero after each length, and
+    int32 lengths (n,) in 1..seq_len, or a DataError naming ``who`` and what it returned instead."""
+    arrays = isinstance(returned, tuple) and len(returned) == 2 and all(isinstance(a, np.ndarray) for a in returned)
+    if not arrays:
+        got = (
+            f"({', '.join(type(a).__name__ for a in returned)})"
+            if isinstance(returned, tuple)
+            else type(returned).__name__
+        )
+        raise DataError(f"{who}: encode returned {got}, expected two numpy arrays (features, lengths)")
+    features, lengths = returned
+    if features.ndim != 3 or features.shape[:2] != (n, seq_len) or lengths.shape != (n,):
+        raise DataError(
+            f"{who}: encode returned features {features.shape} and lengths {lengths.shape} for {n} texts at "
+            f"--seq-len {seq_len}, expected ({n}, {seq_len}, D) and ({n},)"
+        )
+    if features.dtype.kind != "f" or lengths.dtype.kind not in "iu":
+        raise DataError(
+            f"{who}: encode returned {features.dtype} features and {lengths.dtype} lengths, "
+            "expected floats and integers"
+        )
+    if lengths.size and (lengths.min() < 1 or lengths.max() > seq_len):
+        raise DataError(f"{who}: encode returned lengths outside 1..{seq_len} (--seq-len)")
+    if features[np.arange(seq_len)[None, :] >= lengths[:, None]].any():
+        raise DataError(f"{who}: encode returned features that are not zero after each text's length")
+    return features.astype(np.float32, copy=False), lengths.astype(np.int32, copy=False)
+
+
 def prepare_transcripts(
-    path: str | os.PathLike, encoder: TextEncoder, *, seq_len: int = 50, dataset: str | None = None
+    path: str | os.PathLike,
+    encoder: TextEncoder,
+    *,
+    seq_len: int = 50,
+    dataset: str | None = None,
+    who: str = "the text encoder",
 ) -> CanonicalData:
-    """Embed the transcripts of ``path`` with ``encoder`` into a canonical dataset with one modality, text."""
+    """Embed the transcripts of ``path`` with ``encoder`` (``who``, for errors) into a canonical dataset with one
+    modality, text."""
     if seq_len < 1:
         raise UsageError(f"--seq-len: must be at least 1, got {seq_len}")
     path = Path(path)
@@ -91,12 +126,7 @@ def prepare_transcripts(
     splits = {}
     for split, part in rows.items():
         n = len(part["ids"])
-        features, lengths = encoder.encode(part["texts"], seq_len)
-        if features.shape[:2] != (n, seq_len) or lengths.shape != (n,):
-            raise DataError(
-                f"{path}: text: the encoder returned features {features.shape} and lengths {lengths.shape} "
-                f"for {n} texts at --seq-len {seq_len}"
-            )
+        features, lengths = check_encoded(encoder.encode(part["texts"], seq_len), n, seq_len, who)
         splits[split] = Split(
             ids=np.asarray(part["ids"], dtype=str),
             features={"text": features},

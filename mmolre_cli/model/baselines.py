@@ -40,7 +40,7 @@ class _MultitaskBaseline(nn.Module):
         self.modalities = resolve_modalities(config, signature)
         d, dropout = config.d_model, config.dropout
         self.encoders = build_encoders(config, signature, registry, self.modalities)
-        self.fusion = registry.get("fusion", config.fusion, option="--fusion").factory(
+        self.fusion = registry.get("fusion", config.fusion, option="model.fusion").factory(
             d_model=d, modalities=self.modalities, tasks=fusion_tasks, dropout=dropout
         )
         self.heads = nn.ModuleDict({t: make_head(t, d, len(signature.emotions), dropout) for t in self.tasks})

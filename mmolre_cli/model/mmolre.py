@@ -50,9 +50,13 @@ def build_encoders(
     config: ModelConfig, signature: DataSignature, registry: Registry, modalities: list[str]
 ) -> nn.ModuleDict:
     """One registered encoder per modality, projecting its features to the model width."""
+
+    def setting(modality: str) -> str:
+        return f"model.encoders.{modality}" if modality in config.encoders else "model.encoder"
+
     return nn.ModuleDict(
         {
-            m: registry.get("encoder", config.encoder_for(m), option="--encoder").factory(
+            m: registry.get("encoder", config.encoder_for(m), option=setting(m)).factory(
                 input_dim=signature.input_dims[m], d_model=config.d_model, dropout=config.dropout
             )
             for m in modalities
@@ -75,20 +79,20 @@ class MMoLRE(nn.Module):
             if config.unitse
             else None
         )
-        self.fusion = registry.get("fusion", config.fusion, option="--fusion").factory(
+        self.fusion = registry.get("fusion", config.fusion, option="model.fusion").factory(
             d_model=d, modalities=self.modalities, tasks=self.tasks, dropout=dropout
         )
         self.heads = nn.ModuleDict({t: make_head(t, d, len(signature.emotions), dropout) for t in self.tasks})
 
     def _block(self, registry: Registry) -> UniTSEBlock:
         config, experts = self.config, self.config.experts
-        expert = registry.get("expert", experts.type, option="--experts type").factory
+        expert = registry.get("expert", experts.type, option="model.experts.type").factory
         shared = routers = specific = None
         if config.shared_experts:
             shared = expert(
                 d_model=config.d_model, n_experts=experts.shared, rank=experts.rank, dropout=experts.dropout
             )
-            router = registry.get("router", config.router, option="--router").factory
+            router = registry.get("router", config.router, option="model.router").factory
             routers = nn.ModuleDict(
                 {t: router(d_model=config.d_model, n_experts=experts.shared, topk=config.topk) for t in self.tasks}
             )

@@ -188,13 +188,16 @@ def module_problems(module: object, what: str) -> list[str]:
     return [] if isinstance(module, nn.Module) else [f"{what} built a {type(module).__name__}, not a torch nn.Module"]
 
 
-def _output_problems(out: object, shape: tuple[int, ...], what: str = "output") -> list[str]:
+def _output_problems(out: object, shape: tuple[int, ...], like: Tensor, what: str = "output") -> list[str]:
+    """What is wrong with ``out``: not a Tensor of ``shape`` with ``like``'s dtype and device, or not finite."""
     import torch
 
     if not isinstance(out, torch.Tensor):
         return [f"{what} is a {type(out).__name__}, not a Tensor"]
     if tuple(out.shape) != shape:
         return [f"{what} has shape {tuple(out.shape)}, expected {shape}"]
+    if out.dtype != like.dtype or out.device != like.device:
+        return [f"{what} is {out.dtype} on {out.device}, expected the input's {like.dtype} on {like.device}"]
     if not torch.isfinite(out).all():
         return [f"{what} is not finite"]
     return []
@@ -235,7 +238,7 @@ def smoke_encoder(factory: Callable[..., Any]) -> list[str]:
     encoder.eval()
     with torch.no_grad():
         out, perturbed = encoder(x, mask), encoder(x + noise, mask)
-    if problems := _output_problems(out, (len(BATCH_LENGTHS), length, D_MODEL)):
+    if problems := _output_problems(out, (len(BATCH_LENGTHS), length, D_MODEL), x):
         return problems
     encoder.train()
     return _padding_problems(out, perturbed, mask) + _backward_problems(encoder, encoder(x, mask).square().sum())
@@ -273,7 +276,7 @@ def smoke_expert(factory: Callable[..., Any]) -> list[str]:
             redraw_parameters(bank, generator)
             out = bank(x, mask, weights)
         perturbed = bank(x + noise, mask, weights)
-        if problems := _output_problems(out, (batch, length, D_MODEL)):
+        if problems := _output_problems(out, (batch, length, D_MODEL), x):
             return problems
         single = [bank(x, mask, torch.eye(n_experts)[n].expand(batch, n_experts)) for n in range(n_experts)]
         mixture = sum(weights[:, n, None, None] * single[n] for n in range(n_experts))
@@ -292,13 +295,16 @@ def smoke_router(factory: Callable[..., Any]) -> list[str]:
     router = factory(d_model=D_MODEL, n_experts=n_experts, topk=2)
     if problems := module_problems(router, "the factory"):
         return problems
-    route = router(torch.randn(batch, D_MODEL, generator=_generator()))
+    pooled = torch.randn(batch, D_MODEL, generator=_generator())
+    route = router(pooled)
+    fields = ("weights", "probs", "balance_loss")
+    if not all(hasattr(route, field) for field in fields):
+        return [f"returned a {type(route).__name__}, not a Route ({', '.join(fields)})"]
     problems = []
     for field in ("weights", "probs"):
-        value = getattr(route, field, None)
-        problems += _output_problems(value, (batch, n_experts), f"Route.{field}")
-    balance = getattr(route, "balance_loss", None)
-    problems += _output_problems(balance, (), "Route.balance_loss")
+        problems += _output_problems(getattr(route, field), (batch, n_experts), pooled, f"Route.{field}")
+    balance = route.balance_loss
+    problems += _output_problems(balance, (), pooled, "Route.balance_loss")
     if problems:
         return problems
     if (route.weights < 0).any():
@@ -328,7 +334,7 @@ def smoke_fusion(factory: Callable[..., Any]) -> list[str]:
     fusion.eval()
     with torch.no_grad():
         out, perturbed = fusion(features, masks), fusion(noisy, masks)
-    if problems := _output_problems(out, (len(tasks), batch, D_MODEL)):
+    if problems := _output_problems(out, (len(tasks), batch, D_MODEL), features["text"]):
         return problems
     problems = [] if torch.allclose(out, perturbed, atol=1e-5) else ["padded frames change the fused vectors"]
     fusion.train()

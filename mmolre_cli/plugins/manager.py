@@ -14,7 +14,7 @@ import pluggy
 from mmolre_cli.config import did_you_mean
 from mmolre_cli.plugins import hookspecs
 from mmolre_cli.plugins.contracts import PLUGIN_ERRORS
-from mmolre_cli.plugins.registry import KIND_HOOKS, PluginFailure, Registry
+from mmolre_cli.plugins.registry import BUILTIN, KIND_HOOKS, PluginFailure, Registry
 
 ENTRY_POINT_GROUP = "mmolre"
 #: Comma-separated names of the installed (entry-point) plugins to load; set but empty loads none.
@@ -85,16 +85,21 @@ def unknown_allowed(allowed: set[str], installed: list[str]) -> list[PluginFailu
             ALLOW_LIST_ENV,
             f"no installed plugin has this name (installed: {listed})" + did_you_mean(name, installed),
         )
-        for name in sorted(allowed - set(installed) - {"builtin"})
+        for name in sorted(allowed - set(installed) - {BUILTIN})
     ]
 
 
-def unknown_hooks(pm: pluggy.PluginManager) -> list[PluginFailure]:
-    """Hook implementations that match no hook (a misspelt name would otherwise be silently ignored)."""
+def hook_failures(pm: pluggy.PluginManager) -> list[PluginFailure]:
+    """Plugins that implement no hook (``@hookimpl`` forgotten) and hook implementations that match no hook
+    (a misspelt name): either would otherwise be silently ignored."""
     known = sorted(KIND_HOOKS.values())
     failures = []
     for name, plugin in pm.list_name_plugin():
-        for caller in pm.get_hookcallers(plugin) or []:
+        callers = pm.get_hookcallers(plugin) or []
+        if not callers and name != BUILTIN:
+            message = f"implements no mmolre hook (mark each with @hookimpl; hooks: {', '.join(known)})"
+            failures.append(PluginFailure(name, "hooks", message))
+        for caller in callers:
             if not caller.has_spec():
                 failures.append(
                     PluginFailure(name, "hooks", f"{caller.name} is not an mmolre hook (hooks: {', '.join(known)})")
@@ -112,7 +117,7 @@ def get_plugin_manager(plugins_dir: Path | None = None) -> tuple[pluggy.PluginMa
 
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    pm.register(builtin, name="builtin")
+    pm.register(builtin, name=BUILTIN)
     trace("loaded 'builtin' (built-in components)")
     allowed = allowed_plugins()
     entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
@@ -121,6 +126,8 @@ def get_plugin_manager(plugins_dir: Path | None = None) -> tuple[pluggy.PluginMa
         if allowed is not None and entry_point.name not in allowed:
             continue
         if pm.has_plugin(entry_point.name):
+            message = f"entry point {entry_point.value}: a plugin named {entry_point.name!r} is already loaded"
+            failures.append(PluginFailure(entry_point.name, "import", message))
             continue
         try:
             pm.register(entry_point.load(), name=entry_point.name)
@@ -131,10 +138,20 @@ def get_plugin_manager(plugins_dir: Path | None = None) -> tuple[pluggy.PluginMa
     directory = plugins_dir if plugins_dir is not None else plugins_dir_from_env()
     if directory is not None:
         failures += load_plugins_dir(pm, directory)
-    failures += unknown_hooks(pm)
+    failures += hook_failures(pm)
     for failure in failures:
         trace(failure.message())
     return pm, failures
+
+
+def plugin_sources(pm: pluggy.PluginManager) -> dict[str, str]:
+    """Plugin → the file of its module, or its package's directory (its code may sit in submodules)."""
+    sources = {}
+    for name, plugin in pm.list_name_plugin():
+        file = getattr(plugin, "__file__", None)
+        if name != BUILTIN and isinstance(file, str):
+            sources[name] = os.path.dirname(file) if os.path.basename(file) == "__init__.py" else file
+    return sources
 
 
 def build_registry(pm: pluggy.PluginManager, failures: list[PluginFailure] | None = None) -> Registry:
@@ -143,7 +160,7 @@ def build_registry(pm: pluggy.PluginManager, failures: list[PluginFailure] | Non
     A component refused at registration (bad name, duplicate, factory off its contract) is recorded as
     a failure of its plugin; the plugin's other components still register.
     """
-    registry = Registry(failures=list(failures or []))
+    registry = Registry(failures=list(failures or []), sources=plugin_sources(pm))
     for kind, hook_name in KIND_HOOKS.items():
         impls = getattr(pm.hook, hook_name).get_hookimpls()
         trace(f"call {hook_name}(register): {', '.join(impl.plugin_name for impl in impls) or 'no implementations'}")
@@ -164,10 +181,14 @@ def build_registry(pm: pluggy.PluginManager, failures: list[PluginFailure] | Non
                 _done.append(f"{_kind} {name}")
 
             try:
-                impl.function(register=register)
+                returned = impl.function(register=register)
             except PLUGIN_ERRORS as error:
                 registry.failures.append(PluginFailure(impl.plugin_name, hook_name, f"{type(error).__name__}: {error}"))
                 trace(f"  {impl.plugin_name} → raised {type(error).__name__}: {error}")
+            else:
+                if returned is not None:  # components are registered by calling register, never returned
+                    message = f"returned a {type(returned).__name__}; call register(name, factory) for each component"
+                    registry.failures.append(PluginFailure(impl.plugin_name, hook_name, message))
             trace(f"  {impl.plugin_name} → registered {', '.join(registered) or 'nothing'}")
     return registry
 

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+import os
+import traceback
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from mmolre_cli.config import unknown_choice
+from mmolre_cli.config import did_you_mean, unknown_choice
 from mmolre_cli.errors import MmolreError, UsageError
-from mmolre_cli.plugins.contracts import CONTRACTS, PLUGIN_ERRORS, PluginError, check_factory, module_problems
+from mmolre_cli.plugins.contracts import (
+    CONTRACTS,
+    PLUGIN_ERRORS,
+    ContractError,
+    PluginError,
+    check_factory,
+    module_problems,
+    smoke_check,
+)
 
 #: Component kind → the hook that registers it.
 KIND_HOOKS = {
@@ -19,6 +29,8 @@ KIND_HOOKS = {
     "text_encoder": "register_text_encoders",
 }
 KINDS = tuple(KIND_HOOKS)
+#: The plugin name of mmolre's own components.
+BUILTIN = "builtin"
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,8 @@ class Registry:
 
     components: dict[str, dict[str, Component]] = field(default_factory=lambda: {k: {} for k in KINDS})
     failures: list[PluginFailure] = field(default_factory=list)
+    checked: set[tuple[str, str]] = field(default_factory=set)  # (kind, name) of plugin components checked
+    sources: dict[str, str] = field(default_factory=dict)  # plugin → its module file or package directory
 
     def add(self, kind: str, name: str, factory: Callable, *, plugin: str, description: str = "") -> None:
         """Add a component; a bad name, a duplicate or a factory off its kind's contract raises."""
@@ -69,11 +83,34 @@ class Registry:
         return sorted(self.components[kind])
 
     def get(self, kind: str, name: str, *, option: str | None = None) -> Component:
-        """The component, or a UsageError naming the option and the closest valid name."""
+        """The component, or a UsageError naming the option, the closest valid name and where plugins come from."""
         try:
             return self.components[kind][name]
         except KeyError:
-            raise UsageError(unknown_choice(option or kind, name, self.names(kind))) from None
+            message = unknown_choice(option or kind, name, self.names(kind))
+            if not did_you_mean(name, self.names(kind)):  # not a typo: maybe a plugin's component
+                message += f"; no loaded plugin provides {kind} {name!r} (install it, or give mmolre --plugins-dir DIR)"
+            raise UsageError(message) from None
+
+    def check_contracts(self, components: Iterable[Component]) -> None:
+        """Smoke-check each plugin's component (as ``mmolre plugins --check``; built-ins have their tests) once
+        per registry, before a run uses it: a PluginError names the first that fails its kind's contract."""
+        for component in components:
+            if component.plugin == BUILTIN or (component.kind, component.name) in self.checked:
+                continue
+            try:
+                smoke_check(component)
+            except ContractError as error:
+                raise PluginError(str(error)) from None
+            self.checked.add((component.kind, component.name))
+
+    def blame(self, error: BaseException) -> str | None:
+        """``plugin 'x' (file:line)`` for the innermost frame of ``error``'s traceback in a plugin's code."""
+        for frame in reversed(traceback.extract_tb(error.__traceback__)):
+            for plugin, source in self.sources.items():
+                if frame.filename == source or frame.filename.startswith(source + os.sep):
+                    return f"plugin {plugin!r} ({frame.filename}:{frame.lineno})"
+        return None
 
     def __iter__(self) -> Iterator[Component]:
         for kind in KINDS:
