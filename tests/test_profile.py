@@ -13,6 +13,7 @@ from mmolre_cli.config import ExpertConfig, ModelConfig, RunConfig, TrainConfig
 from mmolre_cli.data.shapes import like_shapes, read_shapes
 from mmolre_cli.model.experts import ConvExpertBank, runs_routed_only
 from mmolre_cli.model.routers import TopKRouter
+from mmolre_cli.plugins import build_registry, get_plugin_manager
 from mmolre_cli.profiling import compare_grid, expert_scaling, parse_compare, profile_configuration, save_plot
 from mmolre_cli.profiling.flops import count
 from mmolre_cli.profiling.formulas import expert_bank_macs, expert_parameters, router_macs
@@ -110,6 +111,27 @@ def test_active_keeps_k_over_n_of_the_shared_experts_and_executed_is_what_ran(re
         assert flops["train_step"]["executed"] == full["train_step"]["executed"]
         if topk < 4:
             assert flops["train_step"]["active"]["flops"] < flops["train_step"]["executed"]["flops"]
+
+
+class TopKWithoutAttribute(torch.nn.Module):
+    """A plugin's top-k router, which need not say k anywhere profile could read it."""
+
+    def __init__(self, d_model: int, n_experts: int, topk: int):
+        super().__init__()
+        self.inner = TopKRouter(d_model, n_experts, topk)
+
+    def forward(self, pooled):
+        return self.inner(pooled)
+
+
+def test_active_counts_the_experts_a_plugin_router_chose():
+    registry = build_registry(*get_plugin_manager())
+    registry.add("router", "plugin_topk", TopKWithoutAttribute, plugin="test")
+    builtin, plugin = profile(registry, topk=1), profile(registry, topk=1, router="plugin_topk")
+    assert plugin["parameters"]["active_per_utterance"] == builtin["parameters"]["active_per_utterance"]
+    assert plugin["parameters"]["active_per_utterance"] < plugin["parameters"]["total"]
+    for key in ("forward", "forward_batch", "train_step"):
+        assert plugin["flops"][key]["active"] == builtin["flops"][key]["active"]
 
 
 def test_lstm_is_reported_as_not_counted_with_an_estimate(registry):

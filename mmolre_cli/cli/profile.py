@@ -120,7 +120,7 @@ def detail_tables(row: dict[str, Any]) -> list[Table]:
                 )  # fmt: skip
         tables.append(unitse)
 
-    compute = Table(title="Compute (counted by FlopCounterMode; active = k of N shared experts)")
+    compute = Table(title="Compute (counted by FlopCounterMode; active = the shared experts routes chose)")
     columns = ("pass", "batch", "executed", "active", "median latency", "throughput", "achieved")
     for column in columns:
         compute.add_column(column, justify="left" if column == "pass" else "right")

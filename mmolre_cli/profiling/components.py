@@ -56,33 +56,29 @@ class Breakdown:
         return {"by_group": dict(self.groups), "encoders": dict(self.encoders), "unitse": unitse}
 
 
-def shared_banks(model: nn.Module) -> dict[str, tuple[nn.Module, float]]:
-    """Each block's shared expert bank by path, with the fraction k/N of its experts one route uses
-    (a router with a ``topk`` attribute keeps that many; others, like ``soft``, use all N)."""
-    banks = {}
-    for path, module in model.named_modules():
-        group, _, _, own = locate(path)
-        if group != "shared_experts" or own != path:
-            continue
-        block = model.get_submodule(path.rpartition(".")[0])
-        n_experts = model.config.experts.shared
-        kept = [getattr(router, "topk", n_experts) for router in block.routers.values()]
-        banks[path] = (module, sum(kept) / (len(kept) * n_experts))
-    return banks
+def shared_banks(model: nn.Module) -> dict[str, nn.Module]:
+    """Each block's shared expert bank, by path."""
+    return {
+        path: module
+        for path, module in model.named_modules()
+        if locate(path)[0] == "shared_experts" and locate(path)[3] == path
+    }
 
 
-def parameter_report(model: nn.Module) -> dict:
+def parameter_report(model: nn.Module, chosen: Mapping[str, float]) -> dict:
     """Total, trainable and active-per-utterance parameters, and their split by component.
 
-    Active counts k of the N shared experts of each block (what one task's route uses); everything
-    else (encoders, routers, task-specific experts, norms, fusion, heads) is always used.
+    Active counts, of each shared bank, the share ``chosen`` of its experts that routes chose (k of N under
+    top-k, see ``chosen_shares``); everything else (encoders, routers, task-specific experts, norms,
+    fusion, heads) is always used.
     """
     breakdown = Breakdown()
     for path, parameter in model.named_parameters():
         breakdown.add(path, parameter.numel())
     total = sum(p.numel() for p in model.parameters())
     idle = sum(
-        sum(p.numel() for p in bank.parameters()) * (1.0 - fraction) for bank, fraction in shared_banks(model).values()
+        sum(p.numel() for p in bank.parameters()) * (1.0 - chosen.get(path, 1.0))
+        for path, bank in shared_banks(model).items()
     )
     report = {
         "total": total,

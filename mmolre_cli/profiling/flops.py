@@ -63,7 +63,8 @@ def macs_and_flops(flops: float) -> dict[str, int]:
 
 
 def count_forward(model: nn.Module, inputs: Batch) -> dict:
-    """Executed and active forward FLOPs, split by component; active keeps k of N in each shared bank."""
+    """Executed and active forward FLOPs, split by component; active counts, of each shared bank, the
+    experts the routes chose."""
     model.eval()
     weighted = {path: module for path, module in model.named_modules() if has_own_weights(module)}
     banks = shared_banks(model)
@@ -114,13 +115,29 @@ def count_training(model: nn.Module, inputs: Batch) -> dict:
     }
 
 
+def chosen_shares(model: nn.Module, inputs: Batch) -> dict[str, float]:
+    """Per shared bank, the share of its expert weights that the routes chose (not zero) on ``inputs``, in
+    eval mode: k/N under top-k, 1 for a router that weighs every expert."""
+    model.eval()
+    banks = shared_banks(model)
+    with recorded_calls(banks) as calls, torch.no_grad():
+        model(inputs.features, inputs.lengths)
+    return {path: sum(map(chosen_share, recorded)) / len(recorded) for path, recorded in calls.items() if recorded}
+
+
+def chosen_share(args: tuple) -> float:
+    """The share of a bank call's (x, mask, weights) expert weights that are not zero."""
+    weights = args[2]
+    return float((weights != 0).sum()) / weights.numel()
+
+
 @contextmanager
-def recorded_calls(banks: dict[str, tuple[nn.Module, float]]) -> Iterator[dict[str, list[tuple]]]:
+def recorded_calls(banks: dict[str, nn.Module]) -> Iterator[dict[str, list[tuple]]]:
     """The positional arguments of every call of each bank, by path, while the block runs."""
     calls: dict[str, list[tuple]] = {path: [] for path in banks}
     hooks = [
         bank.register_forward_hook(lambda module, args, output, path=path: calls[path].append(args))
-        for path, (bank, _) in banks.items()
+        for path, bank in banks.items()
     ]
     try:
         yield calls
@@ -130,14 +147,12 @@ def recorded_calls(banks: dict[str, tuple[nn.Module, float]]) -> Iterator[dict[s
 
 
 def idle_flops(
-    banks: dict[str, tuple[nn.Module, float]],
-    calls: dict[str, list[tuple]],
-    cost: Callable[[nn.Module, tuple], int],
+    banks: dict[str, nn.Module], calls: dict[str, list[tuple]], cost: Callable[[nn.Module, tuple], int]
 ) -> float:
-    """FLOPs spent on experts no route chose: per bank call, what it ran minus k/N of what all N experts
-    cost (zero for a bank that runs only the chosen experts)."""
+    """FLOPs spent on experts no route chose: per bank call, what it ran minus the chosen share of what all
+    N experts cost (zero for a bank that runs only the chosen experts)."""
     return sum(
-        cost(banks[path][0], args) - banks[path][1] * cost(banks[path][0], every_expert(args))
+        cost(banks[path], args) - chosen_share(args) * cost(banks[path], every_expert(args))
         for path, recorded in calls.items()
         for args in recorded
     )

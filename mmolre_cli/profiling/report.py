@@ -14,7 +14,7 @@ from mmolre_cli.model import DataSignature, multitask_loss
 from mmolre_cli.model.build import build_model, resolve_model
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.profiling.components import parameter_report
-from mmolre_cli.profiling.flops import count_forward, count_training, random_batch
+from mmolre_cli.profiling.flops import chosen_shares, count_forward, count_training, random_batch
 from mmolre_cli.profiling.formulas import expert_hidden, expert_parameters, unitse_macs
 from mmolre_cli.profiling.timing import summarize, time_calls
 from mmolre_cli.training.batches import Batch
@@ -37,10 +37,11 @@ def resolve_device(name: str | None) -> torch.device:
 
 def static_counts(model: nn.Module, shapes: DataShapes, batch: int, device: torch.device | str) -> dict[str, Any]:
     """Parameters; FLOPs of a forward pass at batch 1 and at ``batch``, and of a training step at ``batch``."""
-    forward = count_forward(model, random_batch(shapes, model.modalities, 1, device))
+    one = random_batch(shapes, model.modalities, 1, device)
+    forward = count_forward(model, one)
     forward_batch = count_forward(model, random_batch(shapes, model.modalities, batch, device))
     return {
-        "parameters": parameter_report(model),
+        "parameters": parameter_report(model, chosen_shares(model, one)),
         "forward": forward,
         "forward_batch": {key: forward_batch[key] for key in ("batch_size", "executed", "active")},
         "train_step": count_training(model, random_batch(shapes, model.modalities, batch, device)),
