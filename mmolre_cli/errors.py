@@ -21,6 +21,10 @@ class CheckpointError(MmolreError):
     """A checkpoint or run directory that cannot be used as asked."""
 
 
+class TrainingError(MmolreError):
+    """Training that cannot go on as configured (its loss is no longer a number)."""
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an exception's message (libraries often add pages of advice), or its class name."""
     text = str(error).strip()

@@ -128,6 +128,17 @@ def test_bad_training_options_fail_in_one_line_and_write_nothing(runner, tiny_da
     assert not out.exists()
 
 
+def test_a_diverging_run_stops_with_one_line_instead_of_reporting_nan_metrics(runner, tiny_data, tmp_path):
+    run_dir = tmp_path / "run"
+    result = runner.invoke(
+        app, ["train", "--data", str(tiny_data), *TINY, "--lr", "1e30", "--no-track", "--out", str(run_dir)]
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.startswith(f"Error: {run_dir}: the training loss is nan in epoch 1 (step ")
+    assert result.stderr.rstrip().endswith("no epoch finished (try a lower --lr, or --grad-clip)")
+    assert not (run_dir / "metrics.json").exists()
+
+
 def test_bf16_autocast_trains_on_cpu(runner, tiny_data, tmp_path):
     run_dir = tmp_path / "run"
     train(runner, "--data", tiny_data, *TINY, "--epochs", "1", "--precision", "bf16", "--out", run_dir, "--no-track")
@@ -268,6 +279,9 @@ def test_seeds_print_mean_and_std_and_rerun_identically(seeds_run):
     assert seeds[0] != seeds[1]
     assert summary["mean"]["test"]["MAE"] == pytest.approx(np.mean(seeds))
     assert summary["std"]["test"]["MAE"] == pytest.approx(np.std(seeds, ddof=1))
+    # The trivial predictor beside the seeds' mean, as beside a single run.
+    trivial = report(run_dir / "seed-1")["trivial_test"]["MAE"]
+    assert "trivial (test)" in first and first.split("MAE")[1].split("│")[3].strip() == f"{trivial:.4f}"
 
 
 def test_mlflow_has_a_parent_run_and_a_child_per_seed(seeds_run):

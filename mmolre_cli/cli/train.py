@@ -114,19 +114,32 @@ def default_run_dir() -> Path:
     return candidate
 
 
-def spread_table(title: str, mean: Mapping[str, Mapping[str, float]], std: Mapping[str, Mapping[str, float]]) -> Table:
-    """A table with one row per metric and one ``mean ± std`` column per split."""
+def _with_spread(value: float | None, spread: float | None) -> str:
+    return "–" if value is None or value != value else f"{value:.4f} ± {spread:.4f}"
+
+
+def spread_table(
+    title: str,
+    mean: Mapping[str, Mapping[str, float]],
+    std: Mapping[str, Mapping[str, float]],
+    trivial: Mapping[str, float] | None = None,
+) -> Table:
+    """A table with one row per metric, one ``mean ± std`` column per split and, when given, the trivial
+    predictor's test metrics (the same for every seed: it depends on the data only)."""
     table = Table(title=title)
     table.add_column("metric")
     for name in mean:
         table.add_column(f"{name} (mean ± std)", justify="right")
+    if trivial is not None:
+        table.add_column("trivial (test)", justify="right")
     for metric in TABLE_METRICS:
-        cells = []
-        for split in mean:
-            value, spread = mean[split].get(metric), std[split].get(metric)
-            cells.append("–" if value is None or value != value else f"{value:.4f} ± {spread:.4f}")
-        if any(cell != "–" for cell in cells):
-            table.add_row(metric, *cells)
+        cells = [_with_spread(mean[split].get(metric), std[split].get(metric)) for split in mean]
+        if all(cell == "–" for cell in cells):
+            continue
+        if trivial is not None:
+            value = trivial.get(metric)
+            cells.append("–" if value is None or value != value else f"{value:.4f}")
+        table.add_row(metric, *cells)
     return table
 
 
@@ -296,11 +309,12 @@ def report(result: RunResult | SeedsResult, uri: str | None, json_output: bool) 
                     "mean": result.mean,
                     "std": result.std,
                     "runs": {str(run.seed): run.metrics for run in result.runs},
+                    "trivial_test": result.runs[0].trivial_test,
                 }
             )
             return
         title = f"MMoLRE — {len(result.runs)} seeds ({', '.join(str(run.seed) for run in result.runs)})"
-        console.print(spread_table(title, result.mean, result.std))
+        console.print(spread_table(title, result.mean, result.std, result.runs[0].trivial_test))
     elif json_output:
         print_json(
             {

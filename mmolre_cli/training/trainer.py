@@ -27,7 +27,7 @@ from mmolre_cli.config import RunConfig, save_yaml
 from mmolre_cli.data.canonical import CanonicalData, read_canonical
 from mmolre_cli.data.shapes import data_shapes
 from mmolre_cli.data.synthetic import builtin_dataset_path
-from mmolre_cli.errors import CheckpointError, DataError, UsageError
+from mmolre_cli.errors import CheckpointError, DataError, TrainingError, UsageError
 from mmolre_cli.metrics import tune_thresholds
 from mmolre_cli.model import DataSignature, emotion_pos_weight, multitask_loss
 from mmolre_cli.model.build import build_model as build_architecture
@@ -265,6 +265,12 @@ def train_run(
             batch = train.batch(index).to(device)
             output = forward(trained, batch, train_cfg.precision)
             loss, parts = multitask_loss(output, batch.sentiment, batch.emotion, config.model, pos_weight)
+            if not torch.isfinite(loss):
+                kept = f"its last.pt holds epoch {epoch - 1}" if epoch > 1 else "no epoch finished"
+                raise TrainingError(
+                    f"{out_dir}: the training loss is {loss.item()} in epoch {epoch} (step {step + 1}); training "
+                    f"stopped and {kept} (try a lower --lr, or --grad-clip)"
+                )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if train_cfg.grad_clip > 0:
