@@ -91,7 +91,9 @@ def ablate(
     tasks: TasksOption = None,
     modalities: ModalitiesOption = None,
     d_model: DModelOption = None,
-    epochs: int | None = typer.Option(None, help="Maximum epochs (early stopping on validation loss)."),
+    epochs: int | None = typer.Option(
+        None, help="Maximum epochs (early stopping on train.select, the validation loss by default)."
+    ),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Mini-batch size."),
     lr: float | None = typer.Option(None, help="Learning rate (AdamW)."),
     device: str | None = typer.Option(None, help="Torch device, e.g. cpu or cuda."),
