@@ -121,6 +121,10 @@ BAD_CSV = {
     ),
     "column twice": (dict(header=HEADER.replace("label_T", "label")), "header: column 'label' appears 2 times"),
     "missing split": (dict(rows=ROWS[:2] + ROWS[3:]), "mode: no rows for split 'valid'"),
+    "clip twice": (
+        dict(rows=[*ROWS, "v1,2,again,0,0,0,0,Neutral,test\n"]),
+        "line 6: video_id 'v1', clip_id '2' is also on line 3 (each clip once)",
+    ),
 }
 
 

@@ -39,6 +39,7 @@ def read_label_csv(path: str | os.PathLike) -> dict[str, dict[str, list]]:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     rows: dict[str, dict[str, list]] = {s: {"ids": [], "texts": [], "labels": []} for s in SPLITS}
+    first_seen: dict[str, int] = {}  # clip id → the line it is on
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
@@ -67,7 +68,14 @@ def read_label_csv(path: str | os.PathLike) -> dict[str, dict[str, list]]:
                 lo, hi = SENTIMENT_RANGE
                 if not (math.isfinite(label) and lo <= label <= hi):
                     raise DataError(f"{where}, label: {label:g} is not a finite value in [{lo:g}, {hi:g}]")
-                rows[split]["ids"].append(f"{row['video_id']}$_${row['clip_id']}")
+                clip = f"{row['video_id']}$_${row['clip_id']}"
+                if clip in first_seen:
+                    raise DataError(
+                        f"{where}: video_id {row['video_id']!r}, clip_id {row['clip_id']!r} is also on line "
+                        f"{first_seen[clip]} (each clip once)"
+                    )
+                first_seen[clip] = reader.line_num
+                rows[split]["ids"].append(clip)
                 rows[split]["texts"].append(row["text"])
                 rows[split]["labels"].append(label)
     except UnicodeDecodeError as e:
