@@ -2,9 +2,6 @@
 
 from torch import nn
 
-#: Tasks the model knows, with what each predicts.
-TASKS = {"sa": "sentiment score (regression)", "er": "emotion presence (multi-label logits)"}
-
 
 def make_head(task: str, d_model: int, n_emotions: int, dropout: float) -> nn.Module:
     """A two-layer MLP from the fused task vector to the task's outputs."""
