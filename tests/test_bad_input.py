@@ -76,6 +76,8 @@ CASES = [
     case("seeds-not-integers", f"{TRAIN} --seeds 1,x", 2, "--seeds:", "'1,x'"),
     case("nproc-zero", f"{TRAIN} --nproc 0", 2, "--nproc: must be at least 1, got 0"),
     case("lr-nan", f"{TRAIN} --lr nan", 2, "options: train.lr must be a positive finite number, got nan"),
+    case("model-beyond-memory", f"{TRAIN} --d-model 1000000000000000", 2, "--d-model 1000000000000000, --experts",
+         "--batch-size 64: the model and its inputs do not fit in cpu memory"),
     case("seed-negative", f"{TRAIN} --seed -1", 2, "options: train.seed must be in [0, 4294967295], got -1"),
     case("seeds-too-large", f"{TRAIN} --seeds 1,5000000000", 2, "--seeds: each seed must be in [0, 4294967295]"),
     case("device-unknown", f"{TRAIN} --device meta", 2, "train.device: unknown device 'meta' (valid: cpu, cuda"),

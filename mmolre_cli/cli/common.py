@@ -5,17 +5,21 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mmolre_cli.errors import MmolreError
+from mmolre_cli.errors import MmolreError, UsageError
+
+if TYPE_CHECKING:
+    from mmolre_cli.config import RunConfig
 
 # Markup off: names, paths and messages come from users and files ("[/x]" would be a markup error);
 # the few styled prints opt in and escape what they insert.
@@ -53,6 +57,31 @@ def user_errors(command: Callable) -> Callable:
             fail(f"{blamed}: {type(error).__name__}: {error}")
 
     return wrapper
+
+
+#: What torch says of an allocation too large for memory, or of a size too large for its 64-bit integers.
+_NO_MEMORY = ("can't allocate memory", "out of memory", "Overflow when unpacking long")
+
+
+@contextmanager
+def fitting_in_memory(config: RunConfig | None, device: Any, run: Path | None = None) -> Iterator[None]:
+    """Turn an allocation too large for ``device`` (in a plugin factory too) into a UsageError naming the
+    options that size the model and its inputs in ``config`` (or the ``run`` whose stored config does)."""
+    from mmolre_cli.plugins.contracts import PluginError
+
+    try:
+        yield
+    except (MemoryError, RuntimeError, TypeError, PluginError) as error:
+        cause = error.__cause__ if isinstance(error, PluginError) else error
+        if not (isinstance(cause, MemoryError) or any(text in str(cause) for text in _NO_MEMORY)):
+            raise
+        if config is None:
+            raise UsageError(f"{run}: the model and its inputs do not fit in {device} memory") from None
+        model, experts = config.model, config.model.experts
+        raise UsageError(
+            f"--d-model {model.d_model}, --experts shared={experts.shared},rank={experts.rank},type={experts.type}, "
+            f"--batch-size {config.train.batch_size}: the model and its inputs do not fit in {device} memory"
+        ) from None
 
 
 def interrupted(how: str, directory: Path) -> None:

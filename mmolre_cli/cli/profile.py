@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from mmolre_cli.cli.common import (
     TopkOption,
     console,
     err_console,
+    fitting_in_memory,
     print_json,
     registry,
     user_errors,
@@ -29,7 +28,6 @@ from mmolre_cli.cli.common import (
 from mmolre_cli.cli.train import cli_overrides
 from mmolre_cli.config import RunConfig, build_config, check_components, deep_merge, load_yaml
 from mmolre_cli.errors import UsageError
-from mmolre_cli.plugins.contracts import PluginError
 
 _PREFIXES = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
@@ -56,27 +54,6 @@ def configurations(base: dict[str, Any], compare: list[str], source: str) -> lis
         check_components(config, registry())
         out.append((label, settings, config))
     return out
-
-
-#: What torch says of an allocation too large for memory, or of a size too large for its 64-bit integers.
-_NO_MEMORY = ("can't allocate memory", "out of memory", "Overflow when unpacking long")
-
-
-@contextmanager
-def fitting_in_memory(config: RunConfig, device: Any) -> Iterator[None]:
-    """Turn an allocation too large for ``device`` (in a plugin factory too) while profiling ``config`` into a
-    UsageError naming the options that size the model and its inputs."""
-    try:
-        yield
-    except (MemoryError, RuntimeError, TypeError, PluginError) as error:
-        cause = error.__cause__ if isinstance(error, PluginError) else error
-        if not (isinstance(cause, MemoryError) or any(text in str(cause) for text in _NO_MEMORY)):
-            raise
-        model, experts = config.model, config.model.experts
-        raise UsageError(
-            f"--d-model {model.d_model}, --experts shared={experts.shared},rank={experts.rank},type={experts.type}, "
-            f"--batch-size {config.train.batch_size}: the model and its inputs do not fit in {device} memory"
-        ) from None
 
 
 def describe(report: dict[str, Any]) -> str:

@@ -25,6 +25,7 @@ from mmolre_cli.cli.common import (
     TopkOption,
     console,
     err_console,
+    fitting_in_memory,
     global_options,
     interrupted,
     metrics_table,
@@ -252,8 +253,10 @@ def train(
         uri = resumed_tracking_uri(resume)
     else:
         uri = None if no_track else (tracking_uri or default_tracking_uri(run_dir))
+    device = run_config.train.device if run_config is not None else "the run's device"
     if nproc:
-        relaunch(nproc, run_config, run_dir, seeds, resume, uri, json_output)
+        with fitting_in_memory(run_config, device, resume):  # the launcher builds the model once to check it
+            relaunch(nproc, run_config, run_dir, seeds, resume, uri, json_output)
         return
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -281,13 +284,14 @@ def train(
 
         options = {"tracking_uri": uri, "progress": progress, "warn": warn}
         try:
-            if resume is not None:
-                result = resume_run(resume, registry(), on_epoch=on_epoch, **options)
-            elif seed_list:
-                result = train_seeds(run_config, seed_list, run_dir, registry(), on_epoch=on_epoch, **options)
-            else:
-                one_seed = functools.partial(on_epoch, run_config.train.seed)
-                result = train_run(run_config, run_dir, registry(), on_epoch=one_seed, **options)
+            with fitting_in_memory(run_config, device, resume):
+                if resume is not None:
+                    result = resume_run(resume, registry(), on_epoch=on_epoch, **options)
+                elif seed_list:
+                    result = train_seeds(run_config, seed_list, run_dir, registry(), on_epoch=on_epoch, **options)
+                else:
+                    one_seed = functools.partial(on_epoch, run_config.train.seed)
+                    result = train_run(run_config, run_dir, registry(), on_epoch=one_seed, **options)
         except KeyboardInterrupt:
             interrupted(f"mmolre train --resume {resume or run_dir}", resume or run_dir)
         finally:
