@@ -683,3 +683,12 @@ def test_a_plugin_that_registers_nothing_or_returns_its_components_is_reported(t
     assert "plugin 'unmarked' failed at hooks: implements no mmolre hook (mark each with @hookimpl;" in messages[1]
     returned = "returned a list; call register(name, factory) for each component"
     assert messages[2:] == [f"plugin 'returning' failed at register_routers: {returned}"]
+
+
+def test_what_a_plugin_prints_while_loading_stays_out_of_json_output(tmp_path):
+    (tmp_path / "chatty.py").write_text("print('chatty plugin loaded')\n")
+    forget_registries()
+    listed = CliRunner().invoke(app, ["--plugins-dir", str(tmp_path), "plugins", "--json"])
+    forget_registries()
+    assert listed.exit_code == 0 and "chatty plugin loaded" in listed.stderr
+    assert "expert" in json.loads(listed.stdout)["components"]

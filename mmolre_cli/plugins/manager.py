@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
 import importlib.util
@@ -204,4 +205,6 @@ def load_registry(plugins_dir: str | Path | None = None) -> Registry:
 
 @functools.lru_cache(maxsize=8)
 def _cached_registry(plugins_dir: Path | None) -> Registry:
-    return build_registry(*get_plugin_manager(plugins_dir))
+    # What plugin code prints while it loads goes to stderr: stdout is mmolre's (``--json`` output).
+    with contextlib.redirect_stdout(sys.stderr):
+        return build_registry(*get_plugin_manager(plugins_dir))
