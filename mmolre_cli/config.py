@@ -414,13 +414,25 @@ def check_device(device: str) -> None:
             raise UsageError(f"--device {device}: {found}")
 
 
-def check_components(config: RunConfig, registry) -> None:
+def check_components(config: RunConfig, registry, device: str | None = None) -> None:
     """Every component name in ``config`` is registered (a UsageError naming the option otherwise), and every
-    plugin component among them passes its kind's contract (a PluginError naming the plugin otherwise)."""
+    plugin component among them passes its kind's contract at the model's sizes, on ``device`` (default
+    ``train.device``): a PluginError naming the plugin otherwise."""
+    from mmolre_cli.plugins.contracts import SmokeSizes
+
     model = config.model
     used = [registry.get("encoder", model.encoder, option="--encoder")]
     used += [registry.get("encoder", name, option=f"--encoder {modality}") for modality, name in model.encoders.items()]
     used.append(registry.get("expert", model.experts.type, option="--experts type"))
     used.append(registry.get("router", model.router, option="--router"))
     used.append(registry.get("fusion", model.fusion, option="--fusion"))
-    registry.check_contracts(used)
+    sizes = SmokeSizes(
+        d_model=model.d_model,
+        n_experts=model.experts.shared,
+        rank=model.experts.rank,
+        topk=model.topk,
+        modalities=tuple(model.modalities or ("text", "audio", "vision")),
+        tasks=tuple(model.tasks),
+        device=device or config.train.device,
+    )
+    registry.check_contracts(used, sizes)

@@ -625,17 +625,17 @@ class Float64Bank(nn.Module):
         return (x * self.scale * mask[..., None]).double()
 
 
-class WideOnlyBank(Float64Bank):
+class ShortOnlyBank(Float64Bank):
     def forward(self, x, mask, weights):
-        if x.shape[-1] > 8:  # the contract's smoke check runs at width 8
-            raise RuntimeError("cannot handle width " + str(x.shape[-1]))
+        if x.shape[1] > 6:  # the contract's smoke check runs on 6 frames
+            raise RuntimeError("cannot handle length " + str(x.shape[1]))
         return x * self.scale * mask[..., None] * weights.sum(-1)[:, None, None]
 
 
 @hookimpl
 def register_experts(register):
     register("float64", Float64Bank)
-    register("narrowonly", WideOnlyBank)
+    register("shortonly", ShortOnlyBank)
 """
 
 
@@ -647,9 +647,7 @@ def test_a_plugin_component_is_checked_before_training_and_named_when_it_fails_d
     forget_registries()
     runner = CliRunner()
     refused = runner.invoke(app, [*common, "--epochs", "1", "--experts", "type=float64", "--out", str(tmp_path / "a")])
-    failed = runner.invoke(
-        app, [*common, "--epochs", "1", "--experts", "type=narrowonly", "--out", str(tmp_path / "b")]
-    )
+    failed = runner.invoke(app, [*common, "--epochs", "1", "--experts", "type=shortonly", "--out", str(tmp_path / "b")])
     forget_registries()
     assert refused.exit_code == 1 and "Traceback" not in refused.output and not (tmp_path / "a").exists()
     assert refused.stderr.splitlines()[-1] == (
@@ -657,30 +655,39 @@ def test_a_plugin_component_is_checked_before_training_and_named_when_it_fails_d
         "expected the input's torch.float32 on cpu"
     )
     assert failed.exit_code == 1 and "Traceback" not in failed.output
-    line = LATE_FAILURES.splitlines().index('            raise RuntimeError("cannot handle width " + str(x.shape[-1]))')
+    line = LATE_FAILURES.splitlines().index('            raise RuntimeError("cannot handle length " + str(x.shape[1]))')
     assert failed.stderr.splitlines()[-1] == (
-        f"Error: plugin 'late' ({directory / 'late.py'}:{line + 1}): RuntimeError: cannot handle width 16"
+        f"Error: plugin 'late' ({directory / 'late.py'}:{line + 1}): RuntimeError: cannot handle length 12"
     )
 
 
 def test_a_plugin_that_registers_nothing_or_returns_its_components_is_reported(tmp_path, monkeypatch):
-    (tmp_path / "unmarked.py").write_text("def register_experts(register):\n    register('x', None)\n")
-    (tmp_path / "returning.py").write_text(
-        "from mmolre_cli import hookimpl\n\n@hookimpl\ndef register_routers(register):\n    return [('r', None)]\n"
-    )
-    dist = tmp_path / "mmolre_named_builtin-1.0.dist-info"
+    installed, directory = tmp_path / "site", tmp_path / "pd"
+    installed.mkdir()
+    directory.mkdir()
+    (installed / "unmarked.py").write_text("def register_experts(register):\n    register('x', None)\n")
+    dist = installed / "mmolre_odd_plugins-1.0.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mmolre-named-builtin\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[mmolre]\nbuiltin = returning\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    pm, failures = get_plugin_manager(tmp_path)
-    sys.modules.pop("returning", None)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mmolre-odd-plugins\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[mmolre]\nbuiltin = unmarked\nunmarked = unmarked\n")
+    monkeypatch.syspath_prepend(str(installed))
+    hook = "from mmolre_cli import hookimpl\n\n@hookimpl\ndef register_routers(register):\n"
+    (directory / "returning.py").write_text(hook + "    return [('r', None)]\n")
+    # A hook that registers and also returns what register returned, and a module the others import: fine.
+    (directory / "registering.py").write_text(
+        hook + "    return [register('mine', lambda d_model, n_experts, topk: None)]\n"
+    )
+    (directory / "_shared.py").write_text("CONSTANT = 1\n")
+    pm, failures = get_plugin_manager(directory)
+    sys.modules.pop("unmarked", None)
     messages = [failure.message() for failure in build_registry(pm, failures).failures]
     assert (
         messages[0]
-        == "plugin 'builtin' failed at import: entry point returning: a plugin named 'builtin' is already loaded"
+        == "plugin 'builtin' failed at import: entry point unmarked: a plugin named 'builtin' is already loaded"
     )
-    assert "plugin 'unmarked' failed at hooks: implements no mmolre hook (mark each with @hookimpl;" in messages[1]
+    assert messages[1].startswith(
+        "plugin 'unmarked' failed at hooks: implements no mmolre hook (mark each with @hookimpl;"
+    )
     returned = "returned a list; call register(name, factory) for each component"
     assert messages[2:] == [f"plugin 'returning' failed at register_routers: {returned}"]
 
@@ -692,3 +699,39 @@ def test_what_a_plugin_prints_while_loading_stays_out_of_json_output(tmp_path):
     forget_registries()
     assert listed.exit_code == 0 and "chatty plugin loaded" in listed.stderr
     assert "expert" in json.loads(listed.stdout)["components"]
+
+
+class OnlyTop1Router(nn.Module):
+    """A switch router: top-1 only, its probabilities and balance loss kept in float64."""
+
+    def __init__(self, d_model: int, n_experts: int, topk: int):
+        super().__init__()
+        if topk != 1:
+            raise ValueError(f"a switch router routes to one expert: use --topk 1, got {topk}")
+        self.gate = nn.Linear(d_model, n_experts)
+
+    def forward(self, pooled):
+        probs = self.gate(pooled).double().softmax(-1)
+        top = probs.max(-1, keepdim=True)
+        weights = torch.zeros_like(probs).scatter(-1, top.indices, top.values).to(pooled.dtype)
+        return Route(weights, probs, probs.mean(0).square().sum() * probs.shape[-1])
+
+
+def sixteen_head_encoder(input_dim: int, d_model: int, dropout: float) -> nn.Module:
+    if d_model % 16:
+        raise ValueError(f"16 heads need d_model divisible by 16, got {d_model}")
+    return ProjectionEncoder(input_dim, d_model, dropout)
+
+
+def test_the_check_before_a_run_builds_plugin_components_at_the_runs_sizes(tiny_data):
+    from mmolre_cli.config import build_config, check_components
+
+    registry = build_registry(*get_plugin_manager())
+    registry.add("router", "switch", OnlyTop1Router, plugin="switches")
+    registry.add("encoder", "heads16", sixteen_head_encoder, plugin="attention")
+    model = {"d_model": 16, "experts": {"shared": 2}, "topk": 1, "router": "switch", "encoder": "heads16"}
+    check_components(build_config({"data": str(tiny_data), "model": model}), registry)
+    with pytest.raises(PluginError, match="router 'switch': factory raised ValueError: .* use --topk 1, got 2"):
+        check_components(build_config({"model": {**model, "topk": 2}}), registry)
+    with pytest.raises(PluginError, match="encoder 'heads16': factory raised ValueError: .* got 24"):
+        check_components(build_config({"model": {**model, "d_model": 24}}), registry)

@@ -42,8 +42,11 @@ def human(value: float | None, unit: str = "") -> str:
     return f"{value:.3g} {unit}".rstrip()
 
 
-def configurations(base: dict[str, Any], compare: list[str], source: str) -> list[tuple[str, dict, RunConfig]]:
-    """One checked config per combination of the ``--compare`` values: (label, settings, config)."""
+def configurations(
+    base: dict[str, Any], compare: list[str], source: str, device: str
+) -> list[tuple[str, dict, RunConfig]]:
+    """One config per combination of the ``--compare`` values, checked for profiling on ``device``:
+    (label, settings, config)."""
     from mmolre_cli.profiling import compare_grid, parse_compare, settings_overrides
 
     out = []
@@ -51,7 +54,7 @@ def configurations(base: dict[str, Any], compare: list[str], source: str) -> lis
         label = ", ".join(f"{k}={v}" for k, v in settings.items()) or "configured"
         where = f"--compare {label}" if settings else source
         config = build_config(deep_merge(base, settings_overrides(settings)), source=where)
-        check_components(config, registry())
+        check_components(config, registry(), device)
         out.append((label, settings, config))
     return out
 
@@ -214,12 +217,12 @@ def profile(
         modalities=modalities, d_model=d_model, epochs=None, batch_size=batch_size, lr=None, seed=None, device=None,
         precision=precision,
     )  # fmt: skip
-    runs = configurations(deep_merge(values, overrides), compare, str(config) if config else "options")
+    target = resolve_device(device)
+    runs = configurations(deep_merge(values, overrides), compare, str(config) if config else "options", str(target))
     data_file = runs[0][2].data
     if data_file and like is not None:
         raise UsageError("--like: give either --data or --like, not both")
     shapes = read_shapes(data_file) if data_file else like_shapes("mosei" if like is None else like)
-    target = resolve_device(device)
     if threads is not None:
         torch.set_num_threads(threads)
 

@@ -106,7 +106,7 @@ class Contract:
     """A kind's factory Protocol and the smoke test its built modules must pass."""
 
     factory: type
-    smoke: Callable[[Callable[..., Any]], list[str]]
+    smoke: Callable[[Callable[..., Any], SmokeSizes], list[str]]
 
     @property
     def keywords(self) -> tuple[str, ...]:
@@ -149,13 +149,28 @@ def check_factory(kind: str, name: str, factory: Callable[..., Any], plugin: str
         )
 
 
-def smoke_check(component: Component) -> None:
-    """Build a tiny instance of ``component`` and run it on a padded batch (ContractError on a problem)."""
+@dataclass(frozen=True)
+class SmokeSizes:
+    """What a smoke check builds a component with: tiny by default (``mmolre plugins --check``), or a run's
+    own model sizes and device, checked before the run starts."""
+
+    d_model: int = 8
+    n_experts: int = 4
+    rank: int = 2
+    topk: int = 2
+    modalities: tuple[str, ...] = ("text", "audio")
+    tasks: tuple[str, ...] = ("sa", "er")
+    device: str = "cpu"
+    input_dim: int = 5
+
+
+def smoke_check(component: Component, sizes: SmokeSizes = SmokeSizes()) -> None:
+    """Build ``component`` at ``sizes`` and run it on a padded batch (ContractError on a problem)."""
     contract = CONTRACTS.get(component.kind)
     if contract is None:
         return
     try:
-        problems = contract.smoke(component.factory)
+        problems = contract.smoke(component.factory, sizes)
     except PluginError as error:  # its factory raised or built no module; the message names the plugin
         raise ContractError(str(error)) from error
     except PLUGIN_ERRORS as error:  # foreign code: any failure is the plugin's, reported by name
@@ -164,15 +179,21 @@ def smoke_check(component: Component) -> None:
         raise ContractError(f"plugin {component.plugin!r}: {component.kind} {component.name!r}: {'; '.join(problems)}")
 
 
-# Tiny smoke inputs: three rows with 6, 3 and 1 valid frames, so every padding pattern occurs.
+# Smoke inputs: three rows with 6, 3 and 1 valid frames, so every padding pattern occurs.
 BATCH_LENGTHS = (6, 3, 1)
-D_MODEL = 8
 
 
-def _mask(lengths: tuple[int, ...], length: int) -> Tensor:
+def _mask(lengths: tuple[int, ...], length: int, device: str = "cpu") -> Tensor:
     import torch
 
-    return torch.arange(length)[None, :] < torch.tensor(lengths)[:, None]
+    return (torch.arange(length)[None, :] < torch.tensor(lengths)[:, None]).to(device)
+
+
+def _randn(shape: tuple[int, ...], generator: torch.Generator, device: str) -> Tensor:
+    """Seeded normal draws (on the CPU, so that every device checks the same numbers) on ``device``."""
+    import torch
+
+    return torch.randn(shape, generator=generator).to(device)
 
 
 def _generator():
@@ -188,16 +209,20 @@ def module_problems(module: object, what: str) -> list[str]:
     return [] if isinstance(module, nn.Module) else [f"{what} built a {type(module).__name__}, not a torch nn.Module"]
 
 
-def _output_problems(out: object, shape: tuple[int, ...], like: Tensor, what: str = "output") -> list[str]:
-    """What is wrong with ``out``: not a Tensor of ``shape`` with ``like``'s dtype and device, or not finite."""
+def _output_problems(
+    out: object, shape: tuple[int, ...], like: Tensor, what: str = "output", same_dtype: bool = True
+) -> list[str]:
+    """What is wrong with ``out``: not a Tensor of ``shape`` on ``like``'s device with its dtype (or, without
+    ``same_dtype``, any floating dtype), or not finite."""
     import torch
 
     if not isinstance(out, torch.Tensor):
         return [f"{what} is a {type(out).__name__}, not a Tensor"]
     if tuple(out.shape) != shape:
         return [f"{what} has shape {tuple(out.shape)}, expected {shape}"]
-    if out.dtype != like.dtype or out.device != like.device:
-        return [f"{what} is {out.dtype} on {out.device}, expected the input's {like.dtype} on {like.device}"]
+    if out.device != like.device or (out.dtype != like.dtype if same_dtype else not out.is_floating_point()):
+        expected = f"the input's {like.dtype}" if same_dtype else "a floating dtype"
+        return [f"{what} is {out.dtype} on {out.device}, expected {expected} on {like.device}"]
     if not torch.isfinite(out).all():
         return [f"{what} is not finite"]
     return []
@@ -224,21 +249,22 @@ def _backward_problems(module: nn.Module, loss: Tensor) -> list[str]:
     return []
 
 
-def smoke_encoder(factory: Callable[..., Any]) -> list[str]:
+def smoke_encoder(factory: Callable[..., Any], sizes: SmokeSizes) -> list[str]:
     """An encoder maps (B, T, D) to (B, T, d), zero at padding, padding not leaking, and trains."""
     import torch
 
-    generator, input_dim, length = _generator(), 5, max(BATCH_LENGTHS)
-    encoder = factory(input_dim=input_dim, d_model=D_MODEL, dropout=0.0)
+    generator, length, device = _generator(), max(BATCH_LENGTHS), sizes.device
+    encoder = factory(input_dim=sizes.input_dim, d_model=sizes.d_model, dropout=0.0)
     if problems := module_problems(encoder, "the factory"):
         return problems
-    mask = _mask(BATCH_LENGTHS, length)
-    x = torch.randn(len(BATCH_LENGTHS), length, input_dim, generator=generator) * mask[..., None]
-    noise = torch.randn(x.shape, generator=generator) * ~mask[..., None]
+    encoder.to(device)
+    mask = _mask(BATCH_LENGTHS, length, device)
+    x = _randn((len(BATCH_LENGTHS), length, sizes.input_dim), generator, device) * mask[..., None]
+    noise = _randn(tuple(x.shape), generator, device) * ~mask[..., None]
     encoder.eval()
     with torch.no_grad():
         out, perturbed = encoder(x, mask), encoder(x + noise, mask)
-    if problems := _output_problems(out, (len(BATCH_LENGTHS), length, D_MODEL), x):
+    if problems := _output_problems(out, (len(BATCH_LENGTHS), length, sizes.d_model), x):
         return problems
     encoder.train()
     return _padding_problems(out, perturbed, mask) + _backward_problems(encoder, encoder(x, mask).square().sum())
@@ -254,21 +280,28 @@ def redraw_parameters(module: nn.Module, generator: torch.Generator, scale: floa
             parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
 
 
-def smoke_expert(factory: Callable[..., Any]) -> list[str]:
+def smoke_expert(factory: Callable[..., Any], sizes: SmokeSizes) -> list[str]:
     """A bank returns Σ_n w_n f_n(x): linear in the weights, zero at padding, padding not leaking.
 
     A bank whose output is zero everywhere as built (as the built-in ones: their last layer starts at
     zero) is checked with its parameters redrawn at random, so that the checks see what it computes."""
     import torch
 
-    generator, n_experts, length, batch = _generator(), 3, max(BATCH_LENGTHS), len(BATCH_LENGTHS)
-    bank = factory(d_model=D_MODEL, n_experts=n_experts, rank=2, dropout=0.0)
+    generator, length, batch, device = _generator(), max(BATCH_LENGTHS), len(BATCH_LENGTHS), sizes.device
+    n_experts, d_model = sizes.n_experts, sizes.d_model
+    bank = factory(d_model=d_model, n_experts=n_experts, rank=sizes.rank, dropout=0.0)
     if problems := module_problems(bank, "the factory"):
         return problems
-    mask = _mask(BATCH_LENGTHS, length)
-    x = torch.randn(batch, length, D_MODEL, generator=generator) * mask[..., None]
-    noise = torch.randn(x.shape, generator=generator) * ~mask[..., None]
-    weights = torch.tensor([[0.7, 0.3, 0.0], [0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])
+    bank.to(device)
+    mask = _mask(BATCH_LENGTHS, length, device)
+    x = _randn((batch, length, d_model), generator, device) * mask[..., None]
+    noise = _randn(tuple(x.shape), generator, device) * ~mask[..., None]
+    # Rows mixing two experts, two others and one alone (fewer when there are fewer experts).
+    weights = torch.zeros(batch, n_experts)
+    weights[0, 0], weights[1, -1], weights[2, 0] = 0.7, 0.5, 1.0
+    weights[0, 1 % n_experts] += 0.3
+    weights[1, -2 % n_experts] += 0.5
+    weights = weights.to(device)
     bank.eval()
     with torch.no_grad():
         out = bank(x, mask, weights)
@@ -276,9 +309,10 @@ def smoke_expert(factory: Callable[..., Any]) -> list[str]:
             redraw_parameters(bank, generator)
             out = bank(x, mask, weights)
         perturbed = bank(x + noise, mask, weights)
-        if problems := _output_problems(out, (batch, length, D_MODEL), x):
+        if problems := _output_problems(out, (batch, length, d_model), x):
             return problems
-        single = [bank(x, mask, torch.eye(n_experts)[n].expand(batch, n_experts)) for n in range(n_experts)]
+        alone = torch.eye(n_experts, device=device)
+        single = [bank(x, mask, alone[n].expand(batch, n_experts)) for n in range(n_experts)]
         mixture = sum(weights[:, n, None, None] * single[n] for n in range(n_experts))
     problems = _padding_problems(out, perturbed, mask)
     if not torch.allclose(out, mixture, atol=1e-4):
@@ -287,54 +321,57 @@ def smoke_expert(factory: Callable[..., Any]) -> list[str]:
     return problems + _backward_problems(bank, bank(x, mask, weights).square().sum())
 
 
-def smoke_router(factory: Callable[..., Any]) -> list[str]:
-    """A router returns weights (B, N) ≥ 0, probs (B, N) summing to 1, and a scalar balance loss."""
+def smoke_router(factory: Callable[..., Any], sizes: SmokeSizes) -> list[str]:
+    """A router returns weights (B, N) ≥ 0 in the input's dtype, probs (B, N) summing to 1, and a scalar
+    balance loss (both of any floating dtype)."""
     import torch
 
-    n_experts, batch = 4, 5
-    router = factory(d_model=D_MODEL, n_experts=n_experts, topk=2)
+    batch, n_experts = 5, sizes.n_experts
+    router = factory(d_model=sizes.d_model, n_experts=n_experts, topk=sizes.topk)
     if problems := module_problems(router, "the factory"):
         return problems
-    pooled = torch.randn(batch, D_MODEL, generator=_generator())
+    router.to(sizes.device)
+    pooled = _randn((batch, sizes.d_model), _generator(), sizes.device)
     route = router(pooled)
     fields = ("weights", "probs", "balance_loss")
     if not all(hasattr(route, field) for field in fields):
         return [f"returned a {type(route).__name__}, not a Route ({', '.join(fields)})"]
-    problems = []
-    for field in ("weights", "probs"):
-        problems += _output_problems(getattr(route, field), (batch, n_experts), pooled, f"Route.{field}")
+    problems = _output_problems(route.weights, (batch, n_experts), pooled, "Route.weights")
+    problems += _output_problems(route.probs, (batch, n_experts), pooled, "Route.probs", same_dtype=False)
     balance = route.balance_loss
-    problems += _output_problems(balance, (), pooled, "Route.balance_loss")
+    problems += _output_problems(balance, (), pooled, "Route.balance_loss", same_dtype=False)
     if problems:
         return problems
     if (route.weights < 0).any():
         problems.append("Route.weights has negative entries")
-    if not torch.allclose(route.probs.sum(-1), torch.ones(batch), atol=1e-4):
+    if not torch.allclose(route.probs.sum(-1).float().cpu(), torch.ones(batch), atol=1e-4):
         problems.append("Route.probs rows do not sum to 1")
     return problems + _backward_problems(router, route.weights.square().sum() + balance)
 
 
-def smoke_fusion(factory: Callable[..., Any]) -> list[str]:
+def smoke_fusion(factory: Callable[..., Any], sizes: SmokeSizes) -> list[str]:
     """A fusion maps per-task features of every modality to (τ, B, d), ignoring padded frames."""
     import torch
 
-    generator, modalities, tasks, batch = _generator(), ["text", "audio"], ["sa", "er"], len(BATCH_LENGTHS)
-    fusion = factory(d_model=D_MODEL, modalities=modalities, tasks=tasks, dropout=0.0)
+    generator, batch, device = _generator(), len(BATCH_LENGTHS), sizes.device
+    modalities, tasks = list(sizes.modalities), list(sizes.tasks)
+    fusion = factory(d_model=sizes.d_model, modalities=modalities, tasks=tasks, dropout=0.0)
     if problems := module_problems(fusion, "the factory"):
         return problems
-    lengths = {"text": BATCH_LENGTHS, "audio": BATCH_LENGTHS[::-1]}
-    masks = {m: _mask(lengths[m], 4 + i) for i, m in enumerate(modalities)}
+    fusion.to(device)
+    # Modalities of different lengths, padded in different rows.
+    masks = {m: _mask(BATCH_LENGTHS[:: (-1) ** i], 4 + i, device) for i, m in enumerate(modalities)}
     features = {
-        m: torch.randn(len(tasks), batch, masks[m].shape[1], D_MODEL, generator=generator) * masks[m][..., None]
+        m: _randn((len(tasks), batch, masks[m].shape[1], sizes.d_model), generator, device) * masks[m][..., None]
         for m in modalities
     }
     noisy = {
-        m: features[m] + torch.randn(features[m].shape, generator=generator) * ~masks[m][..., None] for m in modalities
+        m: features[m] + _randn(tuple(features[m].shape), generator, device) * ~masks[m][..., None] for m in modalities
     }
     fusion.eval()
     with torch.no_grad():
         out, perturbed = fusion(features, masks), fusion(noisy, masks)
-    if problems := _output_problems(out, (len(tasks), batch, D_MODEL), features["text"]):
+    if problems := _output_problems(out, (len(tasks), batch, sizes.d_model), features[modalities[0]]):
         return problems
     problems = [] if torch.allclose(out, perturbed, atol=1e-5) else ["padded frames change the fused vectors"]
     fusion.train()

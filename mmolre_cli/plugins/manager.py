@@ -90,14 +90,15 @@ def unknown_allowed(allowed: set[str], installed: list[str]) -> list[PluginFailu
     ]
 
 
-def hook_failures(pm: pluggy.PluginManager) -> list[PluginFailure]:
-    """Plugins that implement no hook (``@hookimpl`` forgotten) and hook implementations that match no hook
-    (a misspelt name): either would otherwise be silently ignored."""
+def hook_failures(pm: pluggy.PluginManager, entry_points: set[str]) -> list[PluginFailure]:
+    """Entry-point plugins that implement no hook (``@hookimpl`` forgotten; a plugins directory may also hold
+    modules its plugins import) and hook implementations that match no hook (a misspelt name): either would
+    otherwise be silently ignored."""
     known = sorted(KIND_HOOKS.values())
     failures = []
     for name, plugin in pm.list_name_plugin():
         callers = pm.get_hookcallers(plugin) or []
-        if not callers and name != BUILTIN:
+        if not callers and name in entry_points:
             message = f"implements no mmolre hook (mark each with @hookimpl; hooks: {', '.join(known)})"
             failures.append(PluginFailure(name, "hooks", message))
         for caller in callers:
@@ -123,6 +124,7 @@ def get_plugin_manager(plugins_dir: Path | None = None) -> tuple[pluggy.PluginMa
     allowed = allowed_plugins()
     entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
     failures = unknown_allowed(allowed or set(), sorted(set(entry_points.names)))
+    loaded: set[str] = set()  # entry-point plugins registered
     for entry_point in entry_points:
         if allowed is not None and entry_point.name not in allowed:
             continue
@@ -135,11 +137,12 @@ def get_plugin_manager(plugins_dir: Path | None = None) -> tuple[pluggy.PluginMa
         except PLUGIN_ERRORS as error:  # any failure of foreign code is reported, not raised
             failures.append(PluginFailure(entry_point.name, "import", f"{type(error).__name__}: {error}"))
             continue
+        loaded.add(entry_point.name)
         trace(f"loaded {entry_point.name!r} from entry point {entry_point.value}")
     directory = plugins_dir if plugins_dir is not None else plugins_dir_from_env()
     if directory is not None:
         failures += load_plugins_dir(pm, directory)
-    failures += hook_failures(pm)
+    failures += hook_failures(pm, loaded)
     for failure in failures:
         trace(failure.message())
     return pm, failures
@@ -187,7 +190,7 @@ def build_registry(pm: pluggy.PluginManager, failures: list[PluginFailure] | Non
                 registry.failures.append(PluginFailure(impl.plugin_name, hook_name, f"{type(error).__name__}: {error}"))
                 trace(f"  {impl.plugin_name} → raised {type(error).__name__}: {error}")
             else:
-                if returned is not None:  # components are registered by calling register, never returned
+                if returned is not None and not registered:  # components are registered by calling register
                     message = f"returned a {type(returned).__name__}; call register(name, factory) for each component"
                     registry.failures.append(PluginFailure(impl.plugin_name, hook_name, message))
             trace(f"  {impl.plugin_name} → registered {', '.join(registered) or 'nothing'}")

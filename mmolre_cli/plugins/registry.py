@@ -15,6 +15,7 @@ from mmolre_cli.plugins.contracts import (
     PLUGIN_ERRORS,
     ContractError,
     PluginError,
+    SmokeSizes,
     check_factory,
     module_problems,
     smoke_check,
@@ -63,7 +64,7 @@ class Registry:
 
     components: dict[str, dict[str, Component]] = field(default_factory=lambda: {k: {} for k in KINDS})
     failures: list[PluginFailure] = field(default_factory=list)
-    checked: set[tuple[str, str]] = field(default_factory=set)  # (kind, name) of plugin components checked
+    checked: set[tuple[str, str, SmokeSizes]] = field(default_factory=set)  # plugin components checked, at sizes
     sources: dict[str, str] = field(default_factory=dict)  # plugin → its module file or package directory
 
     def add(self, kind: str, name: str, factory: Callable, *, plugin: str, description: str = "") -> None:
@@ -92,17 +93,19 @@ class Registry:
                 message += f"; no loaded plugin provides {kind} {name!r} (install it, or give mmolre --plugins-dir DIR)"
             raise UsageError(message) from None
 
-    def check_contracts(self, components: Iterable[Component]) -> None:
-        """Smoke-check each plugin's component (as ``mmolre plugins --check``; built-ins have their tests) once
-        per registry, before a run uses it: a PluginError names the first that fails its kind's contract."""
+    def check_contracts(self, components: Iterable[Component], sizes: SmokeSizes) -> None:
+        """Smoke-check each plugin's component at a run's ``sizes`` (as ``mmolre plugins --check`` does at tiny
+        ones; built-ins have their tests), once per registry, before the run uses it: a PluginError names the
+        first that fails its kind's contract."""
         for component in components:
-            if component.plugin == BUILTIN or (component.kind, component.name) in self.checked:
+            key = (component.kind, component.name, sizes)
+            if component.plugin == BUILTIN or key in self.checked:
                 continue
             try:
-                smoke_check(component)
+                smoke_check(component, sizes)
             except ContractError as error:
                 raise PluginError(str(error)) from None
-            self.checked.add((component.kind, component.name))
+            self.checked.add(key)
 
     def blame(self, error: BaseException) -> str | None:
         """``plugin 'x' (file:line)`` for the innermost frame of ``error``'s traceback in a plugin's code."""
