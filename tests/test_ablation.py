@@ -256,6 +256,10 @@ def test_a_metric_undefined_for_one_seed_is_undefined_in_the_summary_as_in_train
     mean, std = aggregate([{"test": run.metrics["test"]} for run in runs])
     assert full["mean"]["MAE"] == pytest.approx(0.9) == mean["test"]["MAE"]
     assert full["std"]["MAE"] == pytest.approx(0.1) == std["test"]["MAE"]
+    (alone,) = summarise(Plan([Variant("full", "full", {WHOLE: None})], {}, []), {"full": {WHOLE: runs[1:2]}})[
+        "variants"
+    ]
+    assert alone["mean"]["MAE"] == 1.0 and alone["std"]["MAE"] is None  # one seed: no spread
 
 
 def test_unknown_removal_fails_in_one_line_listing_valid_names(runner, tmp_path):
@@ -332,3 +336,13 @@ def test_remove_unitse_with_no_other_option_runs_on_the_builtin_data(runner, tmp
     variants = {r.info.run_id: r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") in parent}
     seeds = [r for r in runs if r.data.tags.get("mlflow.parentRunId") in variants]
     assert len(parent) == 1 and sorted(variants.values()) == ["full", "no-unitse"] and len(seeds) == 6
+
+
+def test_a_diverging_variant_is_a_result_of_the_study_not_its_end(runner, tiny_data, tmp_path):
+    out = tmp_path / "abl"
+    args = ["ablate", "--data", str(tiny_data), "--seeds", "1", *FAST, "--grid", "train.lr=0.001,1e30"]
+    result = runner.invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "the training loss is nan in epoch 1" in result.stderr and "training diverged" in result.stderr
+    variants = {v["name"]: v for v in json.loads((out / "results.json").read_text())["variants"]}
+    assert variants["train.lr=1e30"]["mean"]["MAE"] is None and variants["train.lr=0.001"]["mean"]["MAE"] > 0

@@ -128,15 +128,20 @@ def test_bad_training_options_fail_in_one_line_and_write_nothing(runner, tiny_da
     assert not out.exists()
 
 
-def test_a_diverging_run_stops_with_one_line_instead_of_reporting_nan_metrics(runner, tiny_data, tmp_path):
+def test_a_diverging_run_stops_with_one_line_and_fails_its_mlflow_run(runner, tiny_data, tmp_path):
+    import mlflow
+
     run_dir = tmp_path / "run"
-    result = runner.invoke(
-        app, ["train", "--data", str(tiny_data), *TINY, "--lr", "1e30", "--no-track", "--out", str(run_dir)]
-    )
+    uri = f"sqlite:///{run_dir.resolve() / 'mlflow.db'}"
+    diverging = ["--data", str(tiny_data), *TINY, "--lr", "1e30", "--tracking-uri", uri, "--out", str(run_dir)]
+    result = runner.invoke(app, ["train", *diverging])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.stderr.startswith(f"Error: {run_dir}: the training loss is nan in epoch 1 (step ")
-    assert result.stderr.rstrip().endswith("no epoch finished (try a lower --lr, or --grad-clip)")
+    assert result.stderr.rstrip().endswith("training diverged; train again with a lower --lr or --grad-clip")
     assert not (run_dir / "metrics.json").exists()
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("mmolre").experiment_id])
+    assert run.info.status == "FAILED"
 
 
 def test_bf16_autocast_trains_on_cpu(runner, tiny_data, tmp_path):

@@ -54,7 +54,9 @@ def summarise(plan: Plan, results: dict[str, dict[str, list[SeedRun]]]) -> dict[
         rows = combine_parts(results[variant.name])
         # As ``train --seeds`` aggregates: a metric undefined (NaN) for one seed is undefined (None) in the mean.
         means, stds = aggregate([{"test": row["test"]} for row in rows])
-        mean, std = ({name: _json_number(value) for name, value in values["test"].items()} for values in (means, stds))
+        mean = {name: _json_number(value) for name, value in means["test"].items()}
+        # One seed has no sample standard deviation (aggregate's 0 would print as a spread).
+        std = {name: _json_number(value) if len(rows) > 1 else None for name, value in stds["test"].items()}
         variants.append(
             {
                 "name": variant.name,

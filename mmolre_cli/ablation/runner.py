@@ -97,9 +97,11 @@ def train_part(
         resume = (job.directory / SEEDS_NAME).is_file()
         if job.directory.exists() and not resume:
             shutil.rmtree(job.directory)  # stopped before it recorded anything to resume from
+        # A diverging variant is one result of the study (NaN metrics, with a warning), not its end.
         trained = train_seeds(
-            job.config, job.seeds, job.directory, registry, parent=parent, resume=resume, on_epoch=on_epoch, warn=warn
-        )
+            job.config, job.seeds, job.directory, registry, parent=parent, resume=resume, stop_if_diverged=False,
+            on_epoch=on_epoch, warn=warn,
+        )  # fmt: skip
         results = trained.runs
     runs = []
     for result in results:

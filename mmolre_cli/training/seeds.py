@@ -15,7 +15,7 @@ from pathlib import Path
 from mmolre_cli.atomic import remove_temporaries
 from mmolre_cli.config import MAX_SEED, RunConfig, build_config, load_yaml, save_yaml
 from mmolre_cli.data.shapes import read_shapes
-from mmolre_cli.errors import CheckpointError, UsageError
+from mmolre_cli.errors import CheckpointError, TrainingError, UsageError
 from mmolre_cli.model.build import resolve_model
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.state_files import read_json
@@ -112,6 +112,7 @@ def train_seeds(
     tracking_uri: str | None = None,
     parent: Tracker | None = None,
     resume: bool = False,
+    stop_if_diverged: bool = True,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     warn: Callable[[str], None] | None = None,
@@ -120,7 +121,7 @@ def train_seeds(
 
     Tracked as one MLflow run (a child of ``parent`` when given, else at ``tracking_uri``) with a child
     run per seed. ``resume`` reads back finished seeds, resumes an interrupted one and trains the rest.
-    ``on_epoch(seed, summary)`` follows every epoch of every seed.
+    ``on_epoch(seed, summary)`` follows every epoch of every seed; ``stop_if_diverged`` is ``train_run``'s.
     """
     seeds = list(seeds)
     manifest_path = out_dir / SEEDS_NAME
@@ -155,18 +156,17 @@ def train_seeds(
             runs.append(read_result(directory))
             continue
         seeded = dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed))
-        runs.append(
-            train_run(
-                seeded,
-                directory,
-                registry,
-                parent=tracker,
-                resume=resume and (directory / CONFIG_NAME).is_file(),
+        try:
+            run = train_run(
+                seeded, directory, registry, parent=tracker, resume=resume and (directory / CONFIG_NAME).is_file(),
+                stop_if_diverged=stop_if_diverged,
                 on_epoch=(lambda summary, s=seed: on_epoch(s, summary)) if on_epoch else None,
-                progress=progress,
-                warn=warn,
+                progress=progress, warn=warn,
             )  # fmt: skip
-        )
+        except TrainingError:
+            tracker.end("FAILED")
+            raise
+        runs.append(run)
 
     mean, std = aggregate([run.metrics for run in runs])
     if context.main:

@@ -155,6 +155,7 @@ def train_run(
     tracking_uri: str | None = None,
     parent: Tracker | None = None,
     resume: bool = False,
+    stop_if_diverged: bool = True,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     warn: Callable[[str], None] | None = None,
@@ -166,7 +167,9 @@ def train_run(
     with exactly the metrics of an uninterrupted run. The run is tracked as a child of ``parent`` when
     given, else in a run of its own at ``tracking_uri`` (None: not tracked). ``progress(done, total)`` is
     called after every optimisation step and ``on_epoch`` with each epoch's summary, after its state is
-    saved (so an exception there interrupts the run resumably).
+    saved (so an exception there interrupts the run resumably). A training loss that is not finite stops
+    the run with a TrainingError (its MLflow run marked failed), or, without ``stop_if_diverged``, is
+    warned about once and training goes on (its metrics then are NaN).
     """
     warn = warn or (lambda message: warnings.warn(message, stacklevel=2))
     context, device = distributed.setup(config.train.device)
@@ -203,7 +206,7 @@ def train_run(
     n_parameters = sum(p.numel() for p in model.parameters())
 
     history: list[dict[str, float]] = []
-    first_epoch, stopped = 1, False
+    first_epoch, stopped, diverged = 1, False, ""
     if last is not None:
         model.load_state_dict(last["model"])
         optimizer.load_state_dict(last["optimizer"])
@@ -265,12 +268,12 @@ def train_run(
             batch = train.batch(index).to(device)
             output = forward(trained, batch, train_cfg.precision)
             loss, parts = multitask_loss(output, batch.sentiment, batch.emotion, config.model, pos_weight)
-            if not torch.isfinite(loss):
-                kept = f"its last.pt holds epoch {epoch - 1}" if epoch > 1 else "no epoch finished"
-                raise TrainingError(
-                    f"{out_dir}: the training loss is {loss.item()} in epoch {epoch} (step {step + 1}); training "
-                    f"stopped and {kept} (try a lower --lr, or --grad-clip)"
-                )
+            if not (diverged or torch.isfinite(loss)):
+                diverged = f"{out_dir}: the training loss is {loss.item()} in epoch {epoch} (step {step + 1})"
+                if stop_if_diverged:
+                    tracker.end("FAILED")
+                    raise TrainingError(f"{diverged}: training diverged; train again with a lower --lr or --grad-clip")
+                warn(f"{diverged}: training diverged; its metrics will be undefined")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if train_cfg.grad_clip > 0:
