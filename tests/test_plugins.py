@@ -735,3 +735,19 @@ def test_the_check_before_a_run_builds_plugin_components_at_the_runs_sizes(tiny_
         check_components(build_config({"model": {**model, "topk": 2}}), registry)
     with pytest.raises(PluginError, match="encoder 'heads16': factory raised ValueError: .* got 24"):
         check_components(build_config({"model": {**model, "d_model": 24}}), registry)
+
+
+def test_an_error_in_plugin_code_in_a_worker_process_is_blamed_on_the_plugin(tmp_path, monkeypatch):
+    import concurrent.futures
+    import importlib
+    import multiprocessing
+
+    (tmp_path / "workerplugin.py").write_text("def run():\n    raise RuntimeError('in a worker')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("workerplugin")
+    registry = Registry(sources={"workerplugin": str(tmp_path / "workerplugin.py")})
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        with pytest.raises(RuntimeError, match="in a worker") as error:
+            pool.submit(module.run).result()
+    sys.modules.pop("workerplugin", None)
+    assert registry.blame(error.value) == f"plugin 'workerplugin' ({tmp_path / 'workerplugin.py'}:2)"

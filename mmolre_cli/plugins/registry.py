@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -108,11 +109,17 @@ class Registry:
             self.checked.add(key)
 
     def blame(self, error: BaseException) -> str | None:
-        """``plugin 'x' (file:line)`` for the innermost frame of ``error``'s traceback in a plugin's code."""
-        for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        """``plugin 'x' (file:line)`` for the innermost frame of ``error``'s traceback in a plugin's code; an
+        error re-raised from a worker process (``ablate --jobs``) is looked up in the worker's traceback."""
+        frames = [(frame.filename, frame.lineno) for frame in traceback.extract_tb(error.__traceback__)]
+        if type(error.__cause__).__name__ == "_RemoteTraceback":  # concurrent.futures: the worker's, as text
+            frames += [
+                (name, int(line)) for name, line in re.findall(r'File "([^"]+)", line (\d+)', str(error.__cause__))
+            ]
+        for filename, line in reversed(frames):
             for plugin, source in self.sources.items():
-                if frame.filename == source or frame.filename.startswith(source + os.sep):
-                    return f"plugin {plugin!r} ({frame.filename}:{frame.lineno})"
+                if filename == source or filename.startswith(source + os.sep):
+                    return f"plugin {plugin!r} ({filename}:{line})"
         return None
 
     def __iter__(self) -> Iterator[Component]:
