@@ -345,4 +345,25 @@ def test_a_diverging_variant_is_a_result_of_the_study_not_its_end(runner, tiny_d
     assert result.exit_code == 0, result.output
     assert "the training loss is nan in epoch 1" in result.stderr and "training diverged" in result.stderr
     variants = {v["name"]: v for v in json.loads((out / "results.json").read_text())["variants"]}
-    assert variants["train.lr=1e30"]["mean"]["MAE"] is None and variants["train.lr=0.001"]["mean"]["MAE"] > 0
+    diverged, reference = variants["train.lr=1e30"]["mean"], variants["train.lr=0.001"]["mean"]
+    assert set(diverged) == set(reference) and all(value is None for value in diverged.values())
+    assert reference["MAE"] is not None and reference["micro_F1"] is not None
+    run = json.loads((out / "runs" / "train.lr-1e30" / "seed-1" / "metrics.json").read_text())
+    assert "the training loss is nan in epoch 1 (step " in run["diverged"]
+
+
+def test_a_plugin_component_off_its_contract_at_one_grid_point_names_the_point():
+    from mmolre_cli.model.routers import TopKRouter
+    from mmolre_cli.plugins import build_registry, get_plugin_manager
+    from mmolre_cli.plugins.contracts import PluginError
+
+    def at_most_four(d_model: int, n_experts: int, topk: int):
+        if n_experts > 4:
+            raise ValueError(f"at most 4 experts, got {n_experts}")
+        return TopKRouter(d_model, n_experts, topk)
+
+    registry = build_registry(*get_plugin_manager())
+    registry.add("router", "small", at_most_four, plugin="picky")
+    values = deep_merge(SMALL, {"model": {"router": "small"}})
+    with pytest.raises(PluginError, match=r"^--grid shared=8: plugin 'picky': router 'small': factory raised"):
+        plan_variants(values, [], [], parse_grid(["shared=4,8"]), registry)

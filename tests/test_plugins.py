@@ -665,11 +665,11 @@ def test_a_plugin_that_registers_nothing_or_returns_its_components_is_reported(t
     installed, directory = tmp_path / "site", tmp_path / "pd"
     installed.mkdir()
     directory.mkdir()
-    (installed / "unmarked.py").write_text("def register_experts(register):\n    register('x', None)\n")
+    (installed / "hookless.py").write_text("VERSION = 1\n")
     dist = installed / "mmolre_odd_plugins-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mmolre-odd-plugins\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[mmolre]\nbuiltin = unmarked\nunmarked = unmarked\n")
+    (dist / "entry_points.txt").write_text("[mmolre]\nbuiltin = hookless\nhookless = hookless\n")
     monkeypatch.syspath_prepend(str(installed))
     hook = "from mmolre_cli import hookimpl\n\n@hookimpl\ndef register_routers(register):\n"
     (directory / "returning.py").write_text(hook + "    return [('r', None)]\n")
@@ -678,18 +678,16 @@ def test_a_plugin_that_registers_nothing_or_returns_its_components_is_reported(t
         hook + "    return [register('mine', lambda d_model, n_experts, topk: None)]\n"
     )
     (directory / "_shared.py").write_text("CONSTANT = 1\n")
+    (directory / "unmarked.py").write_text("def register_experts(register):\n    register('x', None)\n")
     pm, failures = get_plugin_manager(directory)
-    sys.modules.pop("unmarked", None)
+    sys.modules.pop("hookless", None)
     messages = [failure.message() for failure in build_registry(pm, failures).failures]
-    assert (
-        messages[0]
-        == "plugin 'builtin' failed at import: entry point unmarked: a plugin named 'builtin' is already loaded"
-    )
-    assert messages[1].startswith(
-        "plugin 'unmarked' failed at hooks: implements no mmolre hook (mark each with @hookimpl;"
-    )
+    loaded = "a plugin named 'builtin' is already loaded"
+    assert messages[0] == f"plugin 'builtin' failed at import: entry point hookless: {loaded}"
+    assert messages[1].startswith("plugin 'hookless' failed at hooks: implements no mmolre hook (mark each with")
+    assert messages[2] == "plugin 'unmarked' failed at hooks: register_experts not marked with @hookimpl"
     returned = "returned a list; call register(name, factory) for each component"
-    assert messages[2:] == [f"plugin 'returning' failed at register_routers: {returned}"]
+    assert messages[3:] == [f"plugin 'returning' failed at register_routers: {returned}"]
 
 
 def test_what_a_plugin_prints_while_loading_stays_out_of_json_output(tmp_path):
@@ -751,3 +749,26 @@ def test_an_error_in_plugin_code_in_a_worker_process_is_blamed_on_the_plugin(tmp
             pool.submit(module.run).result()
     sys.modules.pop("workerplugin", None)
     assert registry.blame(error.value) == f"plugin 'workerplugin' ({tmp_path / 'workerplugin.py'}:2)"
+
+
+def test_a_plugin_bank_equal_to_a_builtin_one_passes_the_check_at_a_papers_width():
+    from mmolre_cli.plugins.builtin import dense_experts
+    from mmolre_cli.plugins.contracts import SmokeSizes
+
+    registry = build_registry(*get_plugin_manager())
+    registry.add("expert", "p_dense", dense_experts, plugin="copies")
+    # Outputs reach the hundreds with redrawn parameters: the tolerances follow their scale.
+    registry.check_contracts([registry.get("expert", "p_dense")], SmokeSizes(d_model=512, n_experts=8))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_missing_device_is_named_before_plugin_components_are_checked_on_it(tmp_path, tiny_data):
+    (tmp_path / "late.py").write_text(LATE_FAILURES)
+    forget_registries()
+    result = CliRunner().invoke(
+        app,
+        ["--plugins-dir", str(tmp_path), "train", "--data", str(tiny_data), "--experts", "type=shortonly",
+         "--device", "cuda", "--no-track", "--out", str(tmp_path / "run")],
+    )  # fmt: skip
+    forget_registries()
+    assert result.exit_code == 2 and result.stderr == "Error: --device cuda: CUDA is not available on this machine\n"

@@ -137,7 +137,9 @@ def test_a_diverging_run_stops_with_one_line_and_fails_its_mlflow_run(runner, ti
     result = runner.invoke(app, ["train", *diverging])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.stderr.startswith(f"Error: {run_dir}: the training loss is nan in epoch 1 (step ")
-    assert result.stderr.rstrip().endswith("training diverged; train again with a lower --lr or --grad-clip")
+    assert result.stderr.rstrip().endswith(
+        "training diverged; train a new run (another --out) with a lower --lr or --grad-clip"
+    )
     assert not (run_dir / "metrics.json").exists()
     client = mlflow.MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("mmolre").experiment_id])

@@ -29,6 +29,7 @@ from mmolre_cli.data.shapes import like_shapes, read_shapes
 from mmolre_cli.data.synthetic import BUILTIN_LIKE
 from mmolre_cli.errors import UsageError
 from mmolre_cli.model.build import resolve_model
+from mmolre_cli.plugins.contracts import PluginError
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.training.schedule import Selection, selectable_metrics
 
@@ -189,8 +190,8 @@ def plan_variants(
     def check(config: RunConfig) -> None:
         """Registered components, an existing device, and a ``train.select`` metric of the tasks it trains
         on these data (``er`` dropped where they hold no emotion labels, as training does)."""
+        check_device(config.train.device)  # first: the plugin components are checked on it
         check_components(config, registry)
-        check_device(config.train.device)
         model, signature = resolve_model(config.model, shapes)
         Selection.for_metric(config.train.select, model.tasks, signature.emotions)
 
@@ -230,6 +231,8 @@ def plan_variants(
             check(config)
         except UsageError as error:
             raise UsageError(f"--grid {label}: {error}") from None
+        except PluginError as error:  # a plugin component off its contract at this point's sizes
+            raise PluginError(f"--grid {label}: {error}") from None
         twin = next((v.name for v in variants if v.kind == "grid" and v.parts[WHOLE] == config), None)
         if twin is not None:  # say model.unitse=true,yes
             notes.append(f"--grid {label}: skipped, the same model as {twin}")

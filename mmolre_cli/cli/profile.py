@@ -28,6 +28,7 @@ from mmolre_cli.cli.common import (
 from mmolre_cli.cli.train import cli_overrides
 from mmolre_cli.config import RunConfig, build_config, check_components, deep_merge, load_yaml
 from mmolre_cli.errors import UsageError
+from mmolre_cli.plugins.contracts import PluginError
 
 _PREFIXES = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
@@ -54,7 +55,12 @@ def configurations(
         label = ", ".join(f"{k}={v}" for k, v in settings.items()) or "configured"
         where = f"--compare {label}" if settings else source
         config = build_config(deep_merge(base, settings_overrides(settings)), source=where)
-        check_components(config, registry(), device)
+        try:
+            check_components(config, registry(), device)
+        except PluginError as error:  # a plugin component off its contract at this configuration's sizes
+            if not settings:
+                raise
+            raise PluginError(f"{where}: {error}") from None
         out.append((label, settings, config))
     return out
 

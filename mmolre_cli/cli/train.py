@@ -244,8 +244,8 @@ def train(
     else:
         values = load_yaml(config) if config else {}
         run_config = build_config(deep_merge(values, overrides), source=str(config) if config else "options")
+        check_device(run_config.train.device)  # first: the plugin components are checked on it
         check_components(run_config, registry())
-        check_device(run_config.train.device)
         run_dir = out or default_run_dir()
     if nproc is not None and nproc < 1:
         raise UsageError(f"--nproc: must be at least 1, got {nproc}")

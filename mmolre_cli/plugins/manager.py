@@ -91,14 +91,17 @@ def unknown_allowed(allowed: set[str], installed: list[str]) -> list[PluginFailu
 
 
 def hook_failures(pm: pluggy.PluginManager, entry_points: set[str]) -> list[PluginFailure]:
-    """Entry-point plugins that implement no hook (``@hookimpl`` forgotten; a plugins directory may also hold
-    modules its plugins import) and hook implementations that match no hook (a misspelt name): either would
-    otherwise be silently ignored."""
+    """Plugins whose hook functions lack ``@hookimpl``, entry-point plugins that implement no hook (a plugins
+    directory may also hold modules its plugins import), and hook implementations that match no hook (a
+    misspelt name): each would otherwise be silently ignored."""
     known = sorted(KIND_HOOKS.values())
     failures = []
     for name, plugin in pm.list_name_plugin():
         callers = pm.get_hookcallers(plugin) or []
-        if not callers and name in entry_points:
+        unmarked = [hook for hook in known if callable(getattr(plugin, hook, None)) and not _marked(plugin, hook)]
+        if unmarked:
+            failures.append(PluginFailure(name, "hooks", f"{', '.join(unmarked)} not marked with @hookimpl"))
+        elif not callers and name in entry_points:
             message = f"implements no mmolre hook (mark each with @hookimpl; hooks: {', '.join(known)})"
             failures.append(PluginFailure(name, "hooks", message))
         for caller in callers:
@@ -107,6 +110,11 @@ def hook_failures(pm: pluggy.PluginManager, entry_points: set[str]) -> list[Plug
                     PluginFailure(name, "hooks", f"{caller.name} is not an mmolre hook (hooks: {', '.join(known)})")
                 )
     return failures
+
+
+def _marked(plugin: object, hook: str) -> bool:
+    """Whether ``plugin.hook`` carries pluggy's ``@hookimpl`` mark for mmolre."""
+    return hasattr(getattr(plugin, hook), f"{hookspecs.PROJECT}_impl")
 
 
 def get_plugin_manager(plugins_dir: Path | None = None) -> tuple[pluggy.PluginManager, list[PluginFailure]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,14 +103,20 @@ def score(
     thresholds: np.ndarray | None = None,
 ) -> dict[str, float]:
     """MSA metrics for ``sa`` and MER metrics for ``er`` (logit > threshold, 0 unless tuned thresholds
-    are given), each only where the split has such labels."""
+    are given), each only where the split has such labels; every metric of a task is NaN when one of its
+    predictions is not finite (a diverged model's accuracies would be those of a constant guess)."""
     metrics: dict[str, float] = {}
     sentiment, emotion = split.sentiment.numpy(), split.emotion.numpy()
     if "sa" in predictions and np.isfinite(sentiment).any():
-        metrics.update(msa_metrics(predictions["sa"], sentiment))
+        metrics.update(_defined(msa_metrics(predictions["sa"], sentiment), predictions["sa"]))
     if "er" in predictions and has_emotion_labels(emotion):
-        metrics.update(mer_metrics(predictions["er"], emotion, emotions, 0.0 if thresholds is None else thresholds))
+        chosen = 0.0 if thresholds is None else thresholds
+        metrics.update(_defined(mer_metrics(predictions["er"], emotion, emotions, chosen), predictions["er"]))
     return metrics
+
+
+def _defined(metrics: dict[str, float], predictions: np.ndarray) -> dict[str, float]:
+    return metrics if np.isfinite(predictions).all() else dict.fromkeys(metrics, math.nan)
 
 
 def metrics_of(

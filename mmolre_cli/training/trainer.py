@@ -272,7 +272,11 @@ def train_run(
                 diverged = f"{out_dir}: the training loss is {loss.item()} in epoch {epoch} (step {step + 1})"
                 if stop_if_diverged:
                     tracker.end("FAILED")
-                    raise TrainingError(f"{diverged}: training diverged; train again with a lower --lr or --grad-clip")
+                    kept = f" (its last.pt holds epoch {epoch - 1})" if epoch > 1 else ""
+                    raise TrainingError(
+                        f"{diverged}: training diverged{kept}; train a new run (another --out) with a lower --lr "
+                        "or --grad-clip"
+                    )
                 warn(f"{diverged}: training diverged; its metrics will be undefined")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -350,6 +354,7 @@ def train_run(
         "trivial_test": trivial_baseline(train, splits["test"], config.model, signature.emotions),
         "routing": routing,
         "history": history,
+        "diverged": diverged or None,  # where the training loss first was not finite (ablate trains on)
     }
     if context.main:
         if thresholds is not None:
