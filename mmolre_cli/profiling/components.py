@@ -58,11 +58,12 @@ class Breakdown:
 
 def shared_banks(model: nn.Module) -> dict[str, nn.Module]:
     """Each block's shared expert bank, by path."""
-    return {
-        path: module
-        for path, module in model.named_modules()
-        if locate(path)[0] == "shared_experts" and locate(path)[3] == path
-    }
+    banks = {}
+    for path, module in model.named_modules():
+        group, _, _, own = locate(path)
+        if group == "shared_experts" and own == path:
+            banks[path] = module
+    return banks
 
 
 def parameter_report(model: nn.Module, chosen: Mapping[str, float]) -> dict:
