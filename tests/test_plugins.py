@@ -679,6 +679,7 @@ def test_a_plugin_that_registers_nothing_or_returns_its_components_is_reported(t
     )
     (directory / "_shared.py").write_text("CONSTANT = 1\n")
     (directory / "unmarked.py").write_text("def register_experts(register):\n    register('x', None)\n")
+    (directory / "starry.py").write_text("from mmolre_cli.plugins.hookspecs import *  # the specs are not hooks\n")
     pm, failures = get_plugin_manager(directory)
     sys.modules.pop("hookless", None)
     messages = [failure.message() for failure in build_registry(pm, failures).failures]
@@ -772,3 +773,25 @@ def test_a_missing_device_is_named_before_plugin_components_are_checked_on_it(tm
     )  # fmt: skip
     forget_registries()
     assert result.exit_code == 2 and result.stderr == "Error: --device cuda: CUDA is not available on this machine\n"
+
+
+class SlightlyLeakyBank(nn.Module):
+    """A linear bank that adds a thousandth of the mean over every frame, padding included."""
+
+    def __init__(self, d_model: int, n_experts: int, rank: int, dropout: float):
+        super().__init__()
+        self.experts = nn.ModuleList(nn.Linear(d_model, d_model) for _ in range(n_experts))
+
+    def forward(self, x, mask, weights):
+        out = sum(weights[:, n, None, None] * expert(x) for n, expert in enumerate(self.experts))
+        return (out + 1e-3 * x.mean(1, keepdim=True)) * mask[..., None]
+
+
+@pytest.mark.parametrize("d_model", [8, 512])
+def test_a_small_leak_is_seen_at_any_width(d_model):
+    from mmolre_cli.plugins.contracts import SmokeSizes
+
+    registry = build_registry(*get_plugin_manager())
+    registry.add("expert", "leaky", SlightlyLeakyBank, plugin="leaks")
+    with pytest.raises(ContractError, match="padded frames leak into valid frames' output"):
+        smoke_check(registry.get("expert", "leaky"), SmokeSizes(d_model=d_model))

@@ -146,6 +146,26 @@ def test_a_diverging_run_stops_with_one_line_and_fails_its_mlflow_run(runner, ti
     assert run.info.status == "FAILED"
 
 
+def test_metrics_are_undefined_when_a_scored_prediction_is_not_finite_and_only_then():
+    from mmolre_cli.config import ModelConfig
+    from mmolre_cli.training.batches import TensorSplit
+    from mmolre_cli.training.evaluate import score
+
+    rng = np.random.default_rng(0)
+    sentiment = torch.tensor(rng.uniform(-3, 3, 40), dtype=torch.float32)
+    emotion = torch.tensor(rng.uniform(0, 3, (40, 6)) * (rng.random((40, 6)) < 0.4), dtype=torch.float32)
+    emotion[:10] = float("nan")  # ten clips without emotion labels
+    split = TensorSplit({}, {}, sentiment, emotion)
+    predictions = {"sa": rng.normal(size=40), "er": rng.normal(size=(40, 6))}
+    emotions = ["happy", "sad", "anger", "surprise", "disgust", "fear"]
+    reference = score(predictions, split, ModelConfig(), emotions)
+    predictions["er"][3] = np.nan  # an unlabelled clip's logit: no metric scores it
+    assert score(predictions, split, ModelConfig(), emotions) == reference
+    predictions["er"][20], predictions["sa"][5] = np.nan, np.inf  # scored predictions
+    undefined = score(predictions, split, ModelConfig(), emotions)
+    assert set(undefined) == set(reference) and all(math.isnan(value) for value in undefined.values())
+
+
 def test_bf16_autocast_trains_on_cpu(runner, tiny_data, tmp_path):
     run_dir = tmp_path / "run"
     train(runner, "--data", tiny_data, *TINY, "--epochs", "1", "--precision", "bf16", "--out", run_dir, "--no-track")

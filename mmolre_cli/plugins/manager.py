@@ -113,8 +113,10 @@ def hook_failures(pm: pluggy.PluginManager, entry_points: set[str]) -> list[Plug
 
 
 def _marked(plugin: object, hook: str) -> bool:
-    """Whether ``plugin.hook`` carries pluggy's ``@hookimpl`` mark for mmolre."""
-    return hasattr(getattr(plugin, hook), f"{hookspecs.PROJECT}_impl")
+    """Whether ``plugin.hook`` carries pluggy's ``@hookimpl`` mark for mmolre, or is the hook's spec itself
+    (imported from mmolre's hookspecs, which pluggy leaves alone too)."""
+    function = getattr(plugin, hook)
+    return any(hasattr(function, f"{hookspecs.PROJECT}_{mark}") for mark in ("impl", "spec"))
 
 
 def get_plugin_manager(plugins_dir: Path | None = None) -> tuple[pluggy.PluginManager, list[PluginFailure]]:

@@ -108,15 +108,23 @@ def score(
     metrics: dict[str, float] = {}
     sentiment, emotion = split.sentiment.numpy(), split.emotion.numpy()
     if "sa" in predictions and np.isfinite(sentiment).any():
-        metrics.update(_defined(msa_metrics(predictions["sa"], sentiment), predictions["sa"]))
+        scored = predictions["sa"][np.isfinite(sentiment)]
+        metrics.update(_or_undefined(msa_metrics(_finite(predictions["sa"]), sentiment), scored))
     if "er" in predictions and has_emotion_labels(emotion):
         chosen = 0.0 if thresholds is None else thresholds
-        metrics.update(_defined(mer_metrics(predictions["er"], emotion, emotions, chosen), predictions["er"]))
+        scored = predictions["er"][~np.isnan(emotion).any(-1)]
+        metrics.update(_or_undefined(mer_metrics(_finite(predictions["er"]), emotion, emotions, chosen), scored))
     return metrics
 
 
-def _defined(metrics: dict[str, float], predictions: np.ndarray) -> dict[str, float]:
-    return metrics if np.isfinite(predictions).all() else dict.fromkeys(metrics, math.nan)
+def _finite(predictions: np.ndarray) -> np.ndarray:
+    """Non-finite predictions as 0, so that metrics computed on them warn of nothing (``_or_undefined``)."""
+    return np.nan_to_num(predictions, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _or_undefined(metrics: dict[str, float], scored: np.ndarray) -> dict[str, float]:
+    """``metrics``, or all NaN when a prediction they score (a labelled sample's) is not finite."""
+    return metrics if np.isfinite(scored).all() else dict.fromkeys(metrics, math.nan)
 
 
 def metrics_of(

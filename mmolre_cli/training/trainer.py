@@ -169,7 +169,7 @@ def train_run(
     called after every optimisation step and ``on_epoch`` with each epoch's summary, after its state is
     saved (so an exception there interrupts the run resumably). A training loss that is not finite stops
     the run with a TrainingError (its MLflow run marked failed), or, without ``stop_if_diverged``, is
-    warned about once and training goes on (its metrics then are NaN).
+    warned about and ends training after that epoch (the metrics are then the checkpoint selected before's).
     """
     warn = warn or (lambda message: warnings.warn(message, stacklevel=2))
     context, device = distributed.setup(config.train.device)
@@ -214,6 +214,7 @@ def train_run(
         scaler.load_state_dict(last["scaler"])
         selection = Selection(**last["selection"])
         history, first_epoch, stopped = list(last["history"]), last["epoch"] + 1, last["stopped"]
+        diverged = last.get("diverged") or ""
         if len(last["rng"]) != context.world:
             warn(f"resuming with {context.world} processes a run saved with {len(last['rng'])}: not bit-identical")
         set_rng_state(last["rng"][context.rank % len(last["rng"])], shuffle)
@@ -254,6 +255,7 @@ def train_run(
             "history": history,
             "tracking_run_id": tracker.run_id,
             "tracking": stored_tracking(tracker.uri, out_dir),
+            "diverged": diverged,
         }
 
     step, total_steps = (first_epoch - 1) * steps_per_epoch, steps_per_epoch * train_cfg.epochs
@@ -277,7 +279,10 @@ def train_run(
                         f"{diverged}: training diverged{kept}; train a new run (another --out) with a lower --lr "
                         "or --grad-clip"
                     )
-                warn(f"{diverged}: training diverged; its metrics will be undefined")
+                warn(
+                    f"{diverged}: training diverged and stops after this epoch; its metrics are those of the "
+                    "checkpoint selected before (undefined if none was)"
+                )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if train_cfg.grad_clip > 0:
@@ -305,7 +310,7 @@ def train_run(
         summary.update({f"valid_{k}": v for k, v in valid.items()})
         improved = selection.update(valid.get(selection.metric), epoch)
         schedule.end_epoch(valid.get(selection.metric))
-        stopped = epoch - selection.epoch >= train_cfg.patience
+        stopped = epoch - selection.epoch >= train_cfg.patience or bool(diverged)  # nothing later can be selected
         summary["seconds"] = time.perf_counter() - started
         history.append(summary)
         rngs = context.gather(rng_state(shuffle))
