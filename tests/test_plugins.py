@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,6 +82,16 @@ def test_duplicate_names_are_refused():
         registry.add("expert", "x", lambda **_: None, plugin="b")
 
 
+def install_entry_points(site: Path, distribution: str, entry_points: dict[str, str], monkeypatch) -> None:
+    """A distribution in ``site``, put on sys.path, whose entry points in group ``mmolre`` are ``entry_points``
+    (plugin name → module)."""
+    dist = site / f"{distribution.replace('-', '_')}-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[mmolre]\n" + "".join(f"{n} = {m}\n" for n, m in entry_points.items()))
+    monkeypatch.syspath_prepend(str(site))
+
+
 @pytest.fixture
 def installed_plugins(tmp_path, monkeypatch):
     """Two entry-point plugins on sys.path: one that works and one that raises on import."""
@@ -96,11 +107,7 @@ def installed_plugins(tmp_path, monkeypatch):
         )
     )
     (tmp_path / "bad_plugin.py").write_text("raise ImportError('missing dependency xyz')\n")
-    dist = tmp_path / "mmolre_test_plugins-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mmolre-test-plugins\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[mmolre]\ngood = good_plugin\nbad = bad_plugin\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    install_entry_points(tmp_path, "mmolre-test-plugins", {"good": "good_plugin", "bad": "bad_plugin"}, monkeypatch)
     yield
     for name in ("good_plugin", "bad_plugin"):
         sys.modules.pop(name, None)
@@ -456,12 +463,8 @@ def failing_plugins(tmp_path, monkeypatch, tiny_data):
             """
         )
     )
-    dist = tmp_path / "mmolre_failing_plugins-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mmolre-failing-plugins\nVersion: 1.0\n")
     names = ("fails_on_import", "fails_in_hook", "fails_in_factory")
-    (dist / "entry_points.txt").write_text("[mmolre]\n" + "".join(f"{name} = {name}\n" for name in names))
-    monkeypatch.syspath_prepend(str(tmp_path))
+    install_entry_points(tmp_path, "mmolre-failing-plugins", {name: name for name in names}, monkeypatch)
     forget_registries()
     yield ["--data", str(tiny_data), "--d-model", "16", "--epochs", "1", "--no-track"]
     forget_registries()
@@ -666,11 +669,7 @@ def test_a_plugin_that_registers_nothing_or_returns_its_components_is_reported(t
     installed.mkdir()
     directory.mkdir()
     (installed / "hookless.py").write_text("VERSION = 1\n")
-    dist = installed / "mmolre_odd_plugins-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mmolre-odd-plugins\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[mmolre]\nbuiltin = hookless\nhookless = hookless\n")
-    monkeypatch.syspath_prepend(str(installed))
+    install_entry_points(installed, "mmolre-odd-plugins", {"builtin": "hookless", "hookless": "hookless"}, monkeypatch)
     hook = "from mmolre_cli import hookimpl\n\n@hookimpl\ndef register_routers(register):\n"
     (directory / "returning.py").write_text(hook + "    return [('r', None)]\n")
     # A hook that registers and also returns what register returned, and a module the others import: fine.
