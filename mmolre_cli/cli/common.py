@@ -101,6 +101,13 @@ def print_json(values: Any) -> None:
     sys.stdout.write(json.dumps(json_safe(values), indent=2) + "\n")
 
 
+def metric_cell(value: float | None, spread: float | None = None) -> str:
+    """A metric as a table shows it: four decimals (``± spread`` when given), ``–`` when undefined."""
+    if value is None or value != value:
+        return "–"
+    return f"{value:.4f}" if spread is None else f"{value:.4f} ± {spread:.4f}"
+
+
 def metrics_table(title: str, columns: Mapping[str, Mapping[str, float]]) -> Table:
     """A table with one row per metric and one column per split (or variant)."""
     table = Table(title=title)
@@ -111,7 +118,7 @@ def metrics_table(title: str, columns: Mapping[str, Mapping[str, float]]) -> Tab
         values = [column.get(metric) for column in columns.values()]
         if all(value is None for value in values):
             continue
-        table.add_row(metric, *("–" if v is None or v != v else f"{v:.4f}" for v in values))
+        table.add_row(metric, *(metric_cell(v) for v in values))
     return table
 
 

@@ -28,6 +28,7 @@ from mmolre_cli.cli.common import (
     fitting_in_memory,
     global_options,
     interrupted,
+    metric_cell,
     metrics_table,
     print_json,
     registry,
@@ -115,10 +116,6 @@ def default_run_dir() -> Path:
     return candidate
 
 
-def _with_spread(value: float | None, spread: float | None) -> str:
-    return "–" if value is None or value != value else f"{value:.4f} ± {spread:.4f}"
-
-
 def spread_table(
     title: str,
     mean: Mapping[str, Mapping[str, float]],
@@ -134,12 +131,11 @@ def spread_table(
     if trivial is not None:
         table.add_column("trivial (test)", justify="right")
     for metric in TABLE_METRICS:
-        cells = [_with_spread(mean[split].get(metric), std[split].get(metric)) for split in mean]
+        cells = [metric_cell(mean[split].get(metric), std[split].get(metric)) for split in mean]
         if all(cell == "–" for cell in cells):
             continue
         if trivial is not None:
-            value = trivial.get(metric)
-            cells.append("–" if value is None or value != value else f"{value:.4f}")
+            cells.append(metric_cell(trivial.get(metric)))
         table.add_row(metric, *cells)
     return table
 
