@@ -97,7 +97,7 @@ def train_part(
         resume = (job.directory / SEEDS_NAME).is_file()
         if job.directory.exists() and not resume:
             shutil.rmtree(job.directory)  # stopped before it recorded anything to resume from
-        # A diverging variant is one result of the study (NaN metrics, with a warning), not its end.
+        # A diverging variant is one result of the study (warned about, stopped after that epoch), not its end.
         trained = train_seeds(
             job.config, job.seeds, job.directory, registry, parent=parent, resume=resume, stop_if_diverged=False,
             on_epoch=on_epoch, warn=warn,
