@@ -41,7 +41,7 @@ def multitask_loss(
         errors = (output.predictions["sa"] - torch.nan_to_num(sentiment)).abs()
         parts["sa"] = errors.masked_fill(~known["sa"], 0.0).sum() / known["sa"].sum().clamp(min=1)
     if "er" in output.predictions:
-        # NaN targets must be replaced, not just masked: their loss would be NaN before the mask selects it out.
+        # NaN targets must be replaced, not only masked out: a NaN target's gradient would be NaN even so.
         target = (torch.nan_to_num(emotion) > 0).to(output.predictions["er"].dtype)
         bce = F.binary_cross_entropy_with_logits(
             output.predictions["er"], target, pos_weight=pos_weight, reduction="none"
