@@ -4,12 +4,15 @@ import math
 
 import numpy as np
 import pytest
+from sklearn.metrics import f1_score
 
 from mmolre_cli.metrics import (
     HIGHER_IS_BETTER,
     MER_SUMMARY,
     MSA_METRICS,
     higher_is_better,
+    left_out_emotions,
+    left_out_note,
     mer_metrics,
     msa_metrics,
     tune_thresholds,
@@ -163,14 +166,57 @@ def test_micro_f1_elem_acc_and_means():
     assert set(MER_SUMMARY) <= set(out)
 
 
-def test_mer_drops_rows_with_nan_intensity():
+def test_mer_masks_labels_per_emotion():
     logits, intens = _small_matrix()
-    # A row that would be wrong on both emotions, but one intensity is unknown.
+    # A row wrong on both emotions, whose label of a is unknown: it scores for b only.
     logits_nan = np.vstack([logits, [5.0, 5.0]])
     intens_nan = np.vstack([intens, [np.nan, 0.0]])
-    assert mer_metrics(logits_nan, intens_nan, ["a", "b"]) == mer_metrics(logits, intens, ["a", "b"])
+    out = mer_metrics(logits_nan, intens_nan, ["a", "b"])
+    alone_a = mer_metrics(logits[:, :1], intens[:, :1], ["a"])
+    alone_b = mer_metrics(logits_nan[:, 1:], intens_nan[:, 1:], ["b"])
+    for name in ("WA", "F1w", "F1b", "Acc"):
+        assert out[f"{name}_a"] == alone_a[f"{name}_a"] and out[f"{name}_b"] == alone_b[f"{name}_b"]
+    # b with the extra row: TP 1, TN 1 of P = 2, N = 3 -> (1·3/2 + 1)/6 = 5/12; a still 3/4.
+    assert out["WA_b"] == pytest.approx(5 / 12)
+    assert out["WA_mean"] == pytest.approx((3 / 4 + 5 / 12) / 2)
+    # micro-F1 and element accuracy over the 9 known cells: one more FP and one more wrong cell.
+    assert out["micro_F1"] == pytest.approx(2 * 2 / (2 * 2 + 2 + 2))
+    assert out["elem_acc"] == pytest.approx(5 / 9)
     with pytest.raises(ValueError):
         mer_metrics(logits[:1], np.full((1, 2), np.nan), ["a", "b"])
+
+
+def test_mer_means_average_the_same_emotions_and_name_the_others():
+    logits, intens = _small_matrix()
+    # c has no positive label, d no known label at all: both leave every mean, and are named.
+    logits4 = np.hstack([logits, [[1.0], [-1.0], [1.0], [-1.0]], [[1.0], [1.0], [-1.0], [-1.0]]])
+    intens4 = np.hstack([intens, np.zeros((4, 1)), np.full((4, 1), np.nan)])
+    out = mer_metrics(logits4, intens4, ["a", "b", "c", "d"])
+    two = mer_metrics(logits, intens, ["a", "b"])
+    for name in ("WA_mean", "F1w_mean", "F1b_mean"):
+        assert out[name] == two[name]
+    assert math.isnan(out["WA_c"]) and out["F1w_c"] == pytest.approx(2 / 3)  # computed, but not averaged
+    assert all(math.isnan(out[f"{name}_d"]) for name in ("WA", "F1w", "F1b", "Acc"))
+    reasons = left_out_emotions(intens4, ["a", "b", "c", "d"])
+    assert reasons == {"c": "no positive label", "d": "no label"}
+    assert left_out_note(reasons).endswith("left out: c (no positive label), d (no label)")
+    assert left_out_emotions(1 - np.isnan(intens4[:, :3]), ["a", "b", "c"]) == {
+        "a": "no negative label",
+        "b": "no negative label",
+        "c": "no negative label",
+    }
+
+
+def test_mer_summary_matches_the_formulas_where_every_label_is_known():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(40, 6))
+    intens = np.where(rng.random((40, 6)) < 0.3, rng.uniform(0.1, 3, (40, 6)), 0.0)
+    out = mer_metrics(logits, intens, list("abcdef"))
+    truth, pred = intens > 0, logits > 0
+    assert out["micro_F1"] == f1_score(truth, pred, average="micro")
+    assert out["elem_acc"] == np.mean(truth == pred)
+    assert out["WA_mean"] == np.mean([out[f"WA_{c}"] for c in "abcdef"])
+    assert out["F1w_mean"] == np.mean([f1_score(truth[:, c], pred[:, c], average="weighted") for c in range(6)])
 
 
 def test_thresholds_scalar_vs_array():

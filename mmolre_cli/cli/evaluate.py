@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from mmolre_cli.cli.common import console, metrics_table, print_json, registry, user_errors
+from mmolre_cli.cli.common import console, metrics_table, print_json, registry, user_errors, warn
 from mmolre_cli.config import did_you_mean
 from mmolre_cli.errors import UsageError
 
@@ -33,6 +33,10 @@ def evaluate(
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     result = evaluate_target(run, registry(), data=data, split=split, tracking_uri=uri)
+    if result.get("left_out_emotions"):
+        from mmolre_cli.metrics.mer import left_out_note
+
+        warn(f"{split} split: {left_out_note(result['left_out_emotions'])}")
     if json_output:
         print_json(result)
         return

@@ -57,8 +57,8 @@ def like_shapes(name: str) -> DataShapes:
 
 
 def has_emotion_labels(emotion: np.ndarray) -> bool:
-    """Whether at least one clip of an (N, C) emotion label array has all C labels (NaN: unknown)."""
-    return emotion.size > 0 and bool(np.isfinite(emotion).all(-1).any())
+    """Whether an (N, C) emotion label array knows at least one label (NaN: unknown)."""
+    return emotion.size > 0 and bool(np.isfinite(emotion).any())
 
 
 def _train_shapes(source: str, features: dict[str, tuple], emotions: list[str], emotion: np.ndarray) -> DataShapes:

@@ -1,6 +1,6 @@
 """Evaluation metrics for sentiment regression (MSA) and multi-label emotion recognition (MER)."""
 
-from mmolre_cli.metrics.mer import MER_SUMMARY, mer_metrics, tune_thresholds
+from mmolre_cli.metrics.mer import MER_SUMMARY, left_out_emotions, left_out_note, mer_metrics, tune_thresholds
 from mmolre_cli.metrics.msa import HIGHER_IS_BETTER, MSA_METRICS, msa_metrics
 
 
@@ -14,6 +14,8 @@ __all__ = [
     "MER_SUMMARY",
     "MSA_METRICS",
     "higher_is_better",
+    "left_out_emotions",
+    "left_out_note",
     "mer_metrics",
     "msa_metrics",
     "tune_thresholds",

@@ -8,6 +8,9 @@
   (the single-level form of PLE, Tang et al., RecSys 2020).
 
 The gated baselines keep their papers' form: one expert layer, no residual path and no balance loss.
+Their experts therefore start at a Conv1d's default initialisation, not at zero as MMoLRE's and HPS's
+residual experts do: every model's predictions depend on its input from the first step, and the encoders
+and gates get a gradient from it.
 """
 
 from __future__ import annotations
@@ -84,14 +87,13 @@ class GatedExperts(_MultitaskBaseline):
         super().__init__(config, signature, registry, fusion_tasks=list(config.tasks))
         d, n, dropout = config.d_model, config.experts.shared, config.experts.dropout
         self.n_shared = n
-        self.shared = nn.ModuleDict({m: ConvExpertBank(d, n, hidden=d, dropout=dropout) for m in self.modalities})
+
+        def bank(n_experts: int) -> ConvExpertBank:
+            return ConvExpertBank(d, n_experts, hidden=d, dropout=dropout, zero_start=False)
+
+        self.shared = nn.ModuleDict({m: bank(n) for m in self.modalities})
         self.own = (
-            nn.ModuleDict(
-                {
-                    m: nn.ModuleDict({t: ConvExpertBank(d, 1, hidden=d, dropout=dropout) for t in self.tasks})
-                    for m in self.modalities
-                }
-            )
+            nn.ModuleDict({m: nn.ModuleDict({t: bank(1) for t in self.tasks}) for m in self.modalities})
             if task_experts
             else None
         )

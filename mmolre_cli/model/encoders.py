@@ -1,9 +1,14 @@
-"""Unimodal encoders: pre-extracted features (B, T, D_m) → (B, T, d), zero at padded positions."""
+"""Unimodal encoders: pre-extracted features (B, T, D_m) → (B, T, d), zero at padded positions.
+
+Each zeroes padded input frames first, so that no value there (NaN or inf included) enters a computation.
+"""
 
 import math
 
 import torch
 from torch import Tensor, nn
+
+from mmolre_cli.model.masking import attendable, zero_padding
 
 
 class LinearEncoder(nn.Module):
@@ -16,7 +21,7 @@ class LinearEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        return self.dropout(self.project(self.norm(x))) * mask[..., None]
+        return zero_padding(self.dropout(self.project(self.norm(zero_padding(x, mask)))), mask)
 
 
 def sinusoidal_positions(length: int, d_model: int, device: torch.device) -> Tensor:
@@ -43,11 +48,12 @@ class TransformerEncoder(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         h = self.input(x, mask) + sinusoidal_positions(x.shape[1], self.input.project.out_features, x.device)
-        return self.layers(h, src_key_padding_mask=~mask) * mask[..., None]
+        return zero_padding(self.layers(h, src_key_padding_mask=attendable(mask)), mask)
 
 
 class LSTMEncoder(nn.Module):
-    """A bidirectional LSTM over the valid frames only (packed), projected to the model width."""
+    """A bidirectional LSTM over the valid frames only (packed), projected to the model width. A clip
+    without frames runs over one zero frame (packing needs one), and its output is zeroed."""
 
     def __init__(self, input_dim: int, d_model: int, dropout: float = 0.1):
         super().__init__()
@@ -57,8 +63,9 @@ class LSTMEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        lengths = mask.sum(1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(self.norm(x), lengths, batch_first=True, enforce_sorted=False)
+        lengths = mask.sum(1).clamp(min=1).cpu()
+        x = self.norm(zero_padding(x, mask))
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-        return self.dropout(self.project(out)) * mask[..., None]
+        return zero_padding(self.dropout(self.project(out)), mask)

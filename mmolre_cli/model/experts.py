@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmolre_cli.model.masking import zero_padding
+
 
 class ConvExpertBank(nn.Module):
     """N experts as one wide first layer and one matrix product over stacked second-layer weights.
@@ -21,29 +23,35 @@ class ConvExpertBank(nn.Module):
     narrow experts), only those run: each utterance gathers its k experts' weights and one batched
     product per layer computes them, so the work falls to k/N. Otherwise all N run, the unchosen
     weighted by zero.
+
+    With ``zero_start`` (for a bank on a residual path, as in UniTSE) the second layer starts at zero, as
+    LoRA's B: every expert starts as its block's identity path and the first layer gets a gradient from
+    the second step on (docs/ablations.md, seventh round). Without it, at a Conv1d's default initialisation.
     """
 
-    def __init__(self, d_model: int, n_experts: int, hidden: int, dropout: float = 0.1):
+    def __init__(self, d_model: int, n_experts: int, hidden: int, dropout: float = 0.1, zero_start: bool = True):
         super().__init__()
         self.n_experts, self.hidden = n_experts, hidden
         self.up = nn.Conv1d(d_model, n_experts * hidden, kernel_size=3, padding=1)
         self.activation = nn.GELU()
         self.dropout = nn.Dropout(dropout)
-        # The second layer starts at zero, as LoRA's B: every expert starts as its block's identity path
-        # and the first layer still gets a gradient from the second step on (docs/ablations.md, seventh round).
         self.down_weight = nn.Parameter(torch.zeros(n_experts, hidden, d_model))
         self.down_bias = nn.Parameter(torch.zeros(n_experts, d_model))
+        if not zero_start:
+            # A bank on no residual path starts as a Conv1d(h→d, kernel 1) does, so that its output sees x.
+            bound = hidden**-0.5
+            nn.init.uniform_(self.down_weight, -bound, bound)
+            nn.init.uniform_(self.down_bias, -bound, bound)
 
     def forward(self, x: Tensor, mask: Tensor, weights: Tensor) -> Tensor:
         """x (B, T, d), mask (B, T), weights (B, N) → Σ_n w_n f_n(x): (B, T, d), zero at padding."""
-        valid = mask[..., None].to(x.dtype)
         # Zeroing padding first keeps the kernel-3 window from carrying padded values into valid frames.
-        padded = F.pad(x * valid, (0, 0, 1, 1))  # b (t+2) d: the convolution's zero padding
+        padded = F.pad(zero_padding(x, mask), (0, 0, 1, 1))  # b (t+2) d: the convolution's zero padding
         windows = padded.unfold(1, 3, 1).transpose(2, 3).flatten(2)  # b t (k d)
         routed = max(1, int(weights.count_nonzero(-1).max()))
         if runs_routed_only(self.n_experts, routed, self.hidden, x.shape[1]):
-            return self._routed(windows, weights, routed) * valid
-        return self._all(windows, weights) * valid
+            return zero_padding(self._routed(windows, weights, routed), mask)
+        return zero_padding(self._all(windows, weights), mask)
 
     def _all(self, windows: Tensor, weights: Tensor) -> Tensor:
         """Every expert on every frame; the weights scale the hidden units, so one product sums the experts."""

@@ -1,7 +1,8 @@
 """Multimodal fusion: per-task features of every modality → one vector per task.
 
 Every fusion takes ``features`` {modality: (τ, B, T_m, d)} and ``masks`` {modality: (B, T_m)} and
-returns (τ, B, d), in the order of the ``tasks`` it was built with.
+returns (τ, B, d), in the order of the ``tasks`` it was built with. A modality without a valid frame
+for a clip (length 0) is absent for that clip: it gets no attention, no gate weight and a zero pooled vector.
 """
 
 from __future__ import annotations
@@ -11,12 +12,17 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from mmolre_cli.model.masking import masked_mean
+from mmolre_cli.model.masking import attendable, masked_mean, masked_softmax, zero_padding
 
 
 def pooled_modalities(modalities: list[str], features: Mapping[str, Tensor], masks: Mapping[str, Tensor]) -> Tensor:
     """Masked mean of each modality: (τ, B, M, d)."""
     return torch.stack([masked_mean(features[m], masks[m]) for m in modalities], dim=2)
+
+
+def present_modalities(modalities: list[str], masks: Mapping[str, Tensor]) -> Tensor:
+    """Which modalities each clip has at least one valid frame of: (B, M) bool."""
+    return torch.stack([masks[m].any(-1) for m in modalities], dim=1)
 
 
 class TaskAdaptiveFusion(nn.Module):
@@ -35,19 +41,24 @@ class TaskAdaptiveFusion(nn.Module):
     def forward(self, features: Mapping[str, Tensor], masks: Mapping[str, Tensor]) -> Tensor:
         n_tasks, batch = features[self.modalities[0]].shape[:2]
         frames = torch.cat(
-            [features[m] + self.modality_embedding[i] for i, m in enumerate(self.modalities)], dim=2
+            [zero_padding(features[m], masks[m]) + self.modality_embedding[i] for i, m in enumerate(self.modalities)],
+            dim=2,
         ).flatten(0, 1)  # (τ b) t d
-        valid = torch.cat([masks[m] for m in self.modalities], dim=1).repeat(n_tasks, 1)
+        valid = torch.cat([masks[m] for m in self.modalities], dim=1)  # b t
         query = self.queries[:, None, None, :].expand(n_tasks, batch, 1, -1).flatten(0, 1)
-        attended, _ = self.attention(query, frames, frames, key_padding_mask=~valid, need_weights=False)
+        ignored = attendable(valid).repeat(n_tasks, 1)
+        attended, _ = self.attention(query, frames, frames, key_padding_mask=ignored, need_weights=False)
+        # A clip without any frame attended to nothing.
+        attended = attended.view(n_tasks, batch, -1).masked_fill(~valid.any(-1)[:, None], 0.0)
         pooled = pooled_modalities(self.modalities, features, masks)  # τ b m d
-        gate = torch.einsum("tbmd,td->tbm", pooled, self.gate).softmax(-1)
+        present = present_modalities(self.modalities, masks)
+        gate = masked_softmax(torch.einsum("tbmd,td->tbm", pooled, self.gate), present)
         gated = torch.einsum("tbm,tbmd->tbd", gate, pooled)
-        return self.norm(attended.view(n_tasks, batch, -1) + gated)
+        return self.norm(attended + gated)
 
 
 class ConcatFusion(nn.Module):
-    """Masked mean of each modality, concatenated and projected by a per-task linear layer."""
+    """Masked mean of each modality (zero when absent), concatenated and projected by a per-task linear layer."""
 
     def __init__(self, d_model: int, modalities: list[str], tasks: list[str], dropout: float = 0.1):
         super().__init__()
@@ -63,7 +74,7 @@ class ConcatFusion(nn.Module):
 
 
 class GatedFusion(nn.Module):
-    """Per-task softmax weights over the pooled modalities, computed from the pooled features."""
+    """Per-task softmax weights over the pooled modalities present, computed from the pooled features."""
 
     def __init__(self, d_model: int, modalities: list[str], tasks: list[str], dropout: float = 0.1):
         super().__init__()
@@ -73,5 +84,6 @@ class GatedFusion(nn.Module):
 
     def forward(self, features: Mapping[str, Tensor], masks: Mapping[str, Tensor]) -> Tensor:
         pooled = pooled_modalities(self.modalities, features, masks)  # τ b m d
-        gate = (torch.einsum("tbmd,td->tbm", pooled, self.score) + self.bias).softmax(-1)
+        scores = torch.einsum("tbmd,td->tbm", pooled, self.score) + self.bias
+        gate = masked_softmax(scores, present_modalities(self.modalities, masks))
         return torch.einsum("tbm,tbmd->tbd", gate, pooled)

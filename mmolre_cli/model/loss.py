@@ -16,36 +16,37 @@ from mmolre_cli.model.mmolre import ModelOutput
 
 
 def emotion_pos_weight(emotion: Tensor) -> Tensor:
-    """Per-emotion BCE positive weight N_neg / N_pos from training labels (NaN rows ignored)."""
-    known = ~torch.isnan(emotion).any(-1)
-    present = (emotion[known] > 0).float()
-    positives = present.sum(0)
-    negatives = present.shape[0] - positives
+    """Per-emotion BCE positive weight N_neg / N_pos from the training labels known for that emotion (NaN: unknown)."""
+    known = ~torch.isnan(emotion)
+    positives = (emotion > 0).sum(0).float()  # NaN > 0 is False
+    negatives = known.sum(0) - positives
     return (negatives / positives.clamp(min=1.0)).clamp(min=1e-3, max=1e3)
 
 
 def labelled(sentiment: Tensor, emotion: Tensor) -> dict[str, Tensor]:
-    """Per task, which samples of a batch carry its label (every emotion known, for ``er``)."""
-    return {"sa": ~torch.isnan(sentiment), "er": ~torch.isnan(emotion).any(-1)}
+    """Per task, which labels of a batch are known: (B,) for ``sa``, (B, C) for ``er`` (one per emotion, so a
+    clip missing one emotion's label still counts for the others). Each task's loss is the mean over its
+    known labels, so ``mask.sum()`` is what it is divided by."""
+    return {"sa": ~torch.isnan(sentiment), "er": ~torch.isnan(emotion)}
 
 
 def multitask_loss(
     output: ModelOutput, sentiment: Tensor, emotion: Tensor, config: ModelConfig, pos_weight: Tensor | None
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Total loss and its parts. A sample without a task's label adds nothing to that task's loss,
-    and a batch with no such label contributes an exact zero (and zero gradient) for that task."""
+    """Total loss and its parts. An unknown label (NaN) adds nothing to its task's loss, whatever the
+    prediction, and a batch with no known label of a task contributes an exact zero (and zero gradient)."""
     known = labelled(sentiment, emotion)
     parts: dict[str, Tensor] = {}
     if "sa" in output.predictions:
-        errors = (output.predictions["sa"] - torch.nan_to_num(sentiment)).abs() * known["sa"]
-        parts["sa"] = errors.sum() / known["sa"].sum().clamp(min=1)
+        errors = (output.predictions["sa"] - torch.nan_to_num(sentiment)).abs()
+        parts["sa"] = errors.masked_fill(~known["sa"], 0.0).sum() / known["sa"].sum().clamp(min=1)
     if "er" in output.predictions:
-        # NaN targets must be replaced, not just masked: NaN · 0 is still NaN.
+        # NaN targets must be replaced, not only masked out: a NaN target's gradient would be NaN even so.
         target = (torch.nan_to_num(emotion) > 0).to(output.predictions["er"].dtype)
         bce = F.binary_cross_entropy_with_logits(
             output.predictions["er"], target, pos_weight=pos_weight, reduction="none"
         )
-        parts["er"] = (bce * known["er"].unsqueeze(-1)).sum() / (known["er"].sum() * bce.shape[-1]).clamp(min=1)
+        parts["er"] = bce.masked_fill(~known["er"], 0.0).sum() / known["er"].sum().clamp(min=1)
     if "balance" in output.aux_losses:
         parts["balance"] = output.aux_losses["balance"]
     return combine(parts, config), parts
@@ -59,8 +60,8 @@ def combine(parts: Mapping[str, Any], config: ModelConfig) -> Any:
 
 @dataclass
 class SplitLoss:
-    """A whole split's loss from its batches': each task's averaged over the samples labelled for it
-    (a batch's mean counts by its labelled samples), the balance loss over all samples."""
+    """A whole split's loss from its batches': each task's averaged over its known labels (a batch's mean
+    counts by its known labels: clips for ``sa``, clip-emotion pairs for ``er``), the balance loss over all samples."""
 
     sums: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mmolre_cli.model.masking import masked_mean
+from mmolre_cli.model.masking import masked_mean, zero_padding
 from mmolre_cli.model.routers import Route
 
 
@@ -32,6 +32,7 @@ class UniTSEBlock(nn.Module):
     def forward(self, h: Tensor, mask: Tensor) -> tuple[Tensor, dict[str, Route]]:
         """h (τ, B, T, d), mask (B, T) → new h (τ, B, T, d) and each task's route."""
         n_tasks, batch, length, width = h.shape
+        h = zero_padding(h, mask)
         update = torch.zeros_like(h)
         routes: dict[str, Route] = {}
         if self.shared is not None:
@@ -45,7 +46,7 @@ class UniTSEBlock(nn.Module):
             own = h.new_ones(batch, 1)
             update = update + torch.stack([self.specific[t](h[i], mask, own) for i, t in enumerate(self.tasks)])
         out = torch.stack([self.norms[task](h[i] + update[i]) for i, task in enumerate(self.tasks)])
-        return out * mask[..., None].to(out.dtype), routes
+        return zero_padding(out, mask), routes
 
 
 class UniTSE(nn.Module):

@@ -6,7 +6,7 @@ builds a tiny instance and runs it forward and backward on a padded batch (``mmo
 and plugin test suites). Kinds without a written contract are registered unchecked.
 
 Shapes: B batch, T frames, D input features, d model width, N experts, τ tasks. A ``mask`` is bool
-(B, T), True at valid frames; every valid row has at least one valid frame.
+(B, T), True at valid frames; a row without any is a clip that lacks the modality (length 0).
 """
 
 from __future__ import annotations

@@ -112,7 +112,7 @@ def score(
         metrics.update(_or_undefined(msa_metrics(_finite(predictions["sa"]), sentiment), scored))
     if "er" in predictions and has_emotion_labels(emotion):
         chosen = 0.0 if thresholds is None else thresholds
-        scored = predictions["er"][~np.isnan(emotion).any(-1)]
+        scored = predictions["er"][~np.isnan(emotion)]
         metrics.update(_or_undefined(mer_metrics(_finite(predictions["er"]), emotion, emotions, chosen), scored))
     return metrics
 
@@ -155,12 +155,13 @@ def trivial_baseline(
     train: TensorSplit, split: TensorSplit, config: ModelConfig, emotions: list[str]
 ) -> dict[str, float]:
     """Metrics of a predictor that ignores its input: the training mean sentiment for every clip and,
-    per emotion, a constant logit log(p / (1 - p)) from the training prevalence p."""
+    per emotion, a constant logit log(p / (1 - p)) from the training prevalence p (among its known labels)."""
     n = len(split)
     sentiment = train.sentiment[~train.sentiment.isnan()]
     predictions = {"sa": np.full(n, float(sentiment.mean()) if len(sentiment) else 0.0, dtype=np.float32)}
-    known = ~train.emotion.isnan().any(-1)
+    known = ~train.emotion.isnan()
     if known.any():
-        prevalence = (train.emotion[known] > 0).double().mean(0).clamp(1e-6, 1 - 1e-6).numpy()
+        positives = (train.emotion > 0).double().sum(0)  # per emotion, over the clips that know its label
+        prevalence = (positives / known.sum(0).clamp(min=1)).clamp(1e-6, 1 - 1e-6).numpy()
         predictions["er"] = np.tile(np.log(prevalence / (1 - prevalence)), (n, 1))
     return score({t: p for t, p in predictions.items() if t in config.tasks}, split, config, emotions)

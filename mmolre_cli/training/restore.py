@@ -14,6 +14,7 @@ from torch import nn
 from mmolre_cli.config import build_config
 from mmolre_cli.data.canonical import read_canonical
 from mmolre_cli.errors import CheckpointError, DataError, MmolreError, UsageError, first_line
+from mmolre_cli.metrics import left_out_emotions
 from mmolre_cli.model import DataSignature
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.state_files import read_json
@@ -84,6 +85,9 @@ def evaluate_checkpoint(
         "split": split,
         "thresholds": None if thresholds is None else thresholds.tolist(),
         "metrics": metrics,
+        "left_out_emotions": left_out_emotions(tensors.emotion.numpy(), model.signature.emotions)
+        if "WA_mean" in metrics
+        else {},
     }
 
 
@@ -101,6 +105,7 @@ def evaluate_seeds(
         "seeds": {str(seed): result["metrics"] for seed, result in results.items()},
         "mean": mean[split],
         "std": std[split],
+        "left_out_emotions": next(iter(results.values()))["left_out_emotions"],  # the same data for every seed
     }
 
 

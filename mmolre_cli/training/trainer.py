@@ -28,7 +28,7 @@ from mmolre_cli.data.canonical import CanonicalData, read_canonical
 from mmolre_cli.data.shapes import data_shapes
 from mmolre_cli.data.synthetic import builtin_dataset_path
 from mmolre_cli.errors import CheckpointError, DataError, TrainingError, UsageError
-from mmolre_cli.metrics import tune_thresholds
+from mmolre_cli.metrics import left_out_emotions, left_out_note, tune_thresholds
 from mmolre_cli.model import DataSignature, emotion_pos_weight, multitask_loss
 from mmolre_cli.model.build import build_model as build_architecture
 from mmolre_cli.model.build import resolve_model
@@ -341,6 +341,16 @@ def train_run(
         "test": metrics_of(test_predictions, splits["test"], model, thresholds),
     }
     routing = {"valid": valid_predictions.routing.summary(), "test": test_predictions.routing.summary()}
+    # The emotions the MER means leave out (no positive or no negative label), named in the report and a warning.
+    left_out = {
+        name: reasons
+        for name in metrics
+        if "WA_mean" in metrics[name]
+        and (reasons := left_out_emotions(splits[name].emotion.numpy(), signature.emotions))
+    }
+    for name, reasons in left_out.items():
+        if context.main:
+            warn(f"{name} split: {left_out_note(reasons)}")
     named_thresholds = (
         dict(zip(signature.emotions, thresholds.tolist(), strict=True)) if thresholds is not None else None
     )
@@ -357,6 +367,7 @@ def train_run(
         "samples": {name: len(split) for name, split in splits.items()},
         "metrics": metrics,
         "trivial_test": trivial_baseline(train, splits["test"], config.model, signature.emotions),
+        "left_out_emotions": left_out or None,
         "routing": routing,
         "history": history,
         "diverged": diverged or None,  # where the training loss first was not finite (ablate trains on)
