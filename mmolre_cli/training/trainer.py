@@ -156,10 +156,10 @@ def training_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One step's objective and its parts (each task's mean over this rank's labelled clips).
 
-    Under data parallelism each task's loss is divided by the count of clips labelled for it on all
-    ranks, times the number of ranks, since DDP averages the ranks' gradients: the step's gradient is
-    then that of one process on the whole global batch, however the labels fall among the ranks. The
-    balance loss stays each rank's own (it is not a sum over clips).
+    Under data parallelism a task's summed loss on each rank is divided by the count of clips labelled
+    for it on all ranks and multiplied by the number of ranks, which DDP's averaging of the ranks'
+    gradients undoes: the step's gradient is that of one process on the whole global batch, however
+    the labels fall among the ranks. The balance loss stays each rank's own (it is not a sum over clips).
     """
     loss, parts = multitask_loss(output, batch.sentiment, batch.emotion, config, pos_weight)
     if not context.active:
