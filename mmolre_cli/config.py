@@ -90,6 +90,7 @@ class TrainConfig:
     warmup_epochs: int = 1  # linear warm-up before the cosine decay
     precision: str = "fp32"  # one of PRECISIONS; bf16/fp16 autocast the forward pass
     tune_thresholds: bool = False  # tune MER thresholds on the validation split of the selected checkpoint
+    deterministic: bool = False  # deterministic kernels only (torch, cuDNN, cuBLAS): docs/reliability.md
 
 
 @dataclass

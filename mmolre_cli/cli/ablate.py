@@ -13,6 +13,7 @@ from rich.text import Text
 
 from mmolre_cli.ablation.variants import BASELINES, REMOVALS, WHOLE, parse_grid, parse_names, plan_variants
 from mmolre_cli.cli.common import (
+    DeterministicOption,
     DModelOption,
     EncoderOption,
     ExpertsOption,
@@ -97,6 +98,7 @@ def ablate(
     batch_size: int | None = typer.Option(None, "--batch-size", help="Mini-batch size."),
     lr: float | None = typer.Option(None, help="Learning rate (AdamW)."),
     device: str | None = typer.Option(None, help="Torch device, e.g. cpu or cuda."),
+    deterministic: DeterministicOption = None,
     out: Path | None = typer.Option(
         None, help="Output directory (default: ablations/<date>-<time>); rerunning into it resumes."
     ),
@@ -121,7 +123,7 @@ def ablate(
     overrides = cli_overrides(
         data=data, experts=experts, topk=topk, router=router, fusion=fusion, encoder=encoder, tasks=tasks,
         modalities=modalities, d_model=d_model, epochs=epochs, batch_size=batch_size, lr=lr, seed=None,
-        device=device,
+        device=device, deterministic=deterministic,
     )  # fmt: skip
     plan = plan_variants(deep_merge(values, overrides), removals, baselines, study, registry())
     if len(plan.variants) == 1:

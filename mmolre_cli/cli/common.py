@@ -158,3 +158,10 @@ EncoderOption = Annotated[list[str], typer.Option(help="Encoder for all modaliti
 TasksOption = Annotated[str | None, typer.Option(help="Comma-separated tasks: sa, er.")]
 ModalitiesOption = Annotated[str | None, typer.Option(help="Comma-separated modalities (default: all in the data).")]
 DModelOption = Annotated[int | None, typer.Option("--d-model", help="Model width d.")]
+DeterministicOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--deterministic/--no-deterministic",
+        help="Deterministic kernels only: torch, cuDNN and cuBLAS (slower on GPU; docs/reliability.md).",
+    ),
+]

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from mmolre_cli.cli.common import (
     TABLE_METRICS,
+    DeterministicOption,
     DModelOption,
     EncoderOption,
     ExpertsOption,
@@ -80,6 +81,7 @@ def cli_overrides(
     warmup_epochs: int | None = None,
     precision: str | None = None,
     tune_thresholds: bool | None = None,
+    deterministic: bool | None = None,
 ) -> dict[str, Any]:
     """The flags a user gave, as a partial config (flags left out do not override the file)."""
     model: dict[str, Any] = {
@@ -98,7 +100,7 @@ def cli_overrides(
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
         "weight_decay": weight_decay, "patience": patience, "grad_clip": grad_clip, "select": select,
         "schedule": schedule, "warmup_epochs": warmup_epochs, "precision": precision,
-        "tune_thresholds": tune_thresholds,
+        "tune_thresholds": tune_thresholds, "deterministic": deterministic,
     }  # fmt: skip
     overrides: dict[str, Any] = {"model": model, "train": {k: v for k, v in train.items() if v is not None}}
     if data is not None:
@@ -202,6 +204,7 @@ def train(
         None, "--tune-thresholds/--no-tune-thresholds", help="Tune MER thresholds on the validation split."
     ),
     seed: int | None = typer.Option(None, help="Random seed."),
+    deterministic: DeterministicOption = None,
     seeds: str | None = typer.Option(
         None, help="Comma-separated seeds: one model each in <out>/seed-<n>/, reported as mean ± std."
     ),
@@ -226,6 +229,7 @@ def train(
         modalities=modalities, d_model=d_model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
         device=device, weight_decay=weight_decay, patience=patience, grad_clip=grad_clip, select=select,
         schedule=schedule, warmup_epochs=warmup_epochs, precision=precision, tune_thresholds=tune_thresholds,
+        deterministic=deterministic,
     )  # fmt: skip
     seed_list = parse_seeds(seeds) if seeds is not None else None
     if seed_list and seed is not None:

@@ -29,6 +29,9 @@ class TaskAdaptiveFusion(nn.Module):
     """A learned query per task attends over all modalities' frames (modality embeddings added,
     padding masked); a per-task softmax gate over the pooled modalities is added to the result."""
 
+    #: Queries and embeddings, not weights: no weight decay on them (``training/optimizer.py``).
+    no_weight_decay = ("queries", "modality_embedding", "gate")
+
     def __init__(self, d_model: int, modalities: list[str], tasks: list[str], dropout: float = 0.1, heads: int = 4):
         super().__init__()
         self.modalities = list(modalities)
@@ -75,6 +78,9 @@ class ConcatFusion(nn.Module):
 
 class GatedFusion(nn.Module):
     """Per-task softmax weights over the pooled modalities present, computed from the pooled features."""
+
+    #: Each task's query over the pooled modalities: no weight decay (``training/optimizer.py``).
+    no_weight_decay = ("score",)
 
     def __init__(self, d_model: int, modalities: list[str], tasks: list[str], dropout: float = 0.1):
         super().__init__()

@@ -1,4 +1,4 @@
-"""The multi-task loss: L1 for sentiment, weighted BCE for emotions, plus the routers' balance loss."""
+"""The multi-task loss: L1 for sentiment, weighted BCE for emotions, plus the routers' balance loss in training."""
 
 from __future__ import annotations
 
@@ -52,9 +52,14 @@ def multitask_loss(
     return combine(parts, config), parts
 
 
+def task_loss(parts: Mapping[str, Any], config: ModelConfig) -> Any:
+    """The tasks' losses by their weights, without auxiliary terms: the ``loss`` reported and selected on."""
+    return sum(config.task_weights.get(task, 1.0) * value for task, value in parts.items() if task != "balance")
+
+
 def combine(parts: Mapping[str, Any], config: ModelConfig) -> Any:
-    """The total loss: the tasks' losses by their weights, plus the balance loss by its coefficient."""
-    total = sum(config.task_weights.get(task, 1.0) * value for task, value in parts.items() if task != "balance")
+    """The training objective: :func:`task_loss` plus the balance loss by its coefficient."""
+    total = task_loss(parts, config)
     return total + config.balance_coef * parts["balance"] if "balance" in parts else total
 
 
@@ -79,6 +84,7 @@ class SplitLoss:
             self.counts[name] = self.counts.get(name, 0) + other.counts[name]
 
     def means(self, config: ModelConfig) -> dict[str, float]:
-        """``loss`` and each part; a task with no labelled sample is NaN and left out of ``loss``."""
+        """``loss`` (the :func:`task_loss`) and each part; a task with no labelled sample is NaN and left out
+        of ``loss``."""
         parts = {name: total / self.counts[name] for name, total in self.sums.items() if self.counts[name]}
-        return {"loss": float(combine(parts, config)), **{name: parts.get(name, math.nan) for name in self.sums}}
+        return {"loss": float(task_loss(parts, config)), **{name: parts.get(name, math.nan) for name in self.sums}}

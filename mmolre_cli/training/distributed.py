@@ -44,6 +44,14 @@ class Context:
         if self.active:
             dist.barrier()
 
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        """``values`` summed over the ranks (``values`` itself in one process)."""
+        if not self.active:
+            return values
+        total = values.clone()
+        dist.all_reduce(total)
+        return total
+
     def gather(self, value: Any) -> list[Any]:
         """``value`` from every rank, in rank order (just ``[value]`` in one process)."""
         if not self.active:

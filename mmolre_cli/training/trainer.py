@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import random
 import time
 import warnings
@@ -23,19 +24,19 @@ from torch import nn
 
 from mmolre_cli import __version__
 from mmolre_cli.atomic import atomic_path, remove_temporaries
-from mmolre_cli.config import RunConfig, save_yaml
+from mmolre_cli.config import ModelConfig, RunConfig, save_yaml
 from mmolre_cli.data.canonical import CanonicalData, read_canonical
 from mmolre_cli.data.shapes import data_shapes
 from mmolre_cli.data.synthetic import builtin_dataset_path
 from mmolre_cli.errors import CheckpointError, DataError, TrainingError, UsageError
 from mmolre_cli.metrics import left_out_emotions, left_out_note, tune_thresholds
-from mmolre_cli.model import DataSignature, emotion_pos_weight, multitask_loss
+from mmolre_cli.model import DataSignature, ModelOutput, emotion_pos_weight, multitask_loss
 from mmolre_cli.model.build import build_model as build_architecture
 from mmolre_cli.model.build import resolve_model
-from mmolre_cli.model.loss import SplitLoss
+from mmolre_cli.model.loss import SplitLoss, combine, labelled
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.training import distributed
-from mmolre_cli.training.batches import TensorSplit
+from mmolre_cli.training.batches import Batch, TensorSplit
 from mmolre_cli.training.checkpoint import (
     CHECKPOINT_NAME,
     FORMAT,
@@ -46,6 +47,7 @@ from mmolre_cli.training.checkpoint import (
     set_rng_state,
 )
 from mmolre_cli.training.evaluate import forward, metrics_of, predict, trivial_baseline
+from mmolre_cli.training.optimizer import build_optimizer
 from mmolre_cli.training.plots import plot_history, plot_routing
 from mmolre_cli.training.schedule import Schedule, Selection
 from mmolre_cli.training.tracking import Tracker, stored_tracking
@@ -131,6 +133,45 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def make_deterministic(warn: Callable[[str], None]) -> None:
+    """Deterministic kernels for the rest of this process: ``torch.use_deterministic_algorithms`` (an op
+    without a deterministic kernel raises), cuDNN without autotuning, and the cuBLAS workspace they need
+    (``CUBLAS_WORKSPACE_CONFIG``, unless set already: it must be set before CUDA is first used)."""
+    if "CUBLAS_WORKSPACE_CONFIG" not in os.environ:
+        if torch.cuda.is_initialized():
+            warn("--deterministic: CUDA was in use before CUBLAS_WORKSPACE_CONFIG was set; set it to :4096:8 in "
+                 "the environment, or cuBLAS may stay non-deterministic")  # fmt: skip
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+
+
+def training_loss(
+    output: ModelOutput,
+    batch: Batch,
+    config: ModelConfig,
+    pos_weight: torch.Tensor | None,
+    context: distributed.Context = distributed.SINGLE,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One step's objective and its parts (each task's mean over this rank's labelled clips).
+
+    Under data parallelism a task's summed loss on each rank is divided by the count of clips labelled
+    for it on all ranks and multiplied by the number of ranks, which DDP's averaging of the ranks'
+    gradients undoes: the step's gradient is that of one process on the whole global batch, however
+    the labels fall among the ranks. The balance loss stays each rank's own (it is not a sum over clips).
+    """
+    loss, parts = multitask_loss(output, batch.sentiment, batch.emotion, config, pos_weight)
+    if not context.active:
+        return loss, parts
+    known = labelled(batch.sentiment, batch.emotion)
+    tasks = [task for task in known if task in parts]
+    counts = torch.stack([known[task].sum() for task in tasks]).float()
+    shares = counts * context.world / context.sum(counts).clamp(min=1)
+    scaled = {task: parts[task] * share for task, share in zip(tasks, shares, strict=True)}
+    return combine({**parts, **scaled}, config), parts
+
+
 def check_labelled(data: CanonicalData, tasks: list[str], path: Path) -> None:
     """Every task has labels to train on and to select the checkpoint by (a task without any would be
     trained on nothing, or selected on the other task's loss alone)."""
@@ -172,6 +213,8 @@ def train_run(
     warned about and ends training after that epoch (the metrics are then the checkpoint selected before's).
     """
     warn = warn or (lambda message: warnings.warn(message, stacklevel=2))
+    if config.train.deterministic:
+        make_deterministic(warn)
     context, device = distributed.setup(config.train.device)
     path = data_path(config)
     data = read_canonical(path)
@@ -197,7 +240,7 @@ def train_run(
         prepare_run_dir(out_dir, resume)
         save_yaml(config, out_dir / CONFIG_NAME)
     pos_weight = emotion_pos_weight(train.emotion).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    optimizer = build_optimizer(model, train_cfg)
     steps_per_epoch = len(train.batch_indices(train_cfg.batch_size, rank=context.rank, world=context.world))
     schedule = Schedule(optimizer, train_cfg, steps_per_epoch, selection.higher)
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=train_cfg.precision == "fp16")
@@ -209,7 +252,13 @@ def train_run(
     first_epoch, stopped, diverged = 1, False, ""
     if last is not None:
         model.load_state_dict(last["model"])
-        optimizer.load_state_dict(last["optimizer"])
+        try:
+            optimizer.load_state_dict(last["optimizer"])
+        except ValueError:  # another layout of parameter groups: a last.pt of an older version
+            raise CheckpointError(
+                f"{out_dir / LAST_NAME}: its optimiser state does not fit this version's parameter groups "
+                f"(written by mmolre {last.get('mmolre_version', '?')}); train a new run"
+            ) from None
         schedule.load_state_dict(last["schedule"])
         scaler.load_state_dict(last["scaler"])
         selection = Selection(**last["selection"])
@@ -269,7 +318,7 @@ def train_run(
         for index in train.batch_indices(train_cfg.batch_size, shuffle, context.rank, context.world):
             batch = train.batch(index).to(device)
             output = forward(trained, batch, train_cfg.precision)
-            loss, parts = multitask_loss(output, batch.sentiment, batch.emotion, config.model, pos_weight)
+            loss, parts = training_loss(output, batch, config.model, pos_weight, context)
             if not (diverged or torch.isfinite(loss)):
                 diverged = f"{out_dir}: the training loss is {loss.item()} in epoch {epoch} (step {step + 1})"
                 if stop_if_diverged:
