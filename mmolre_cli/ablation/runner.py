@@ -110,22 +110,35 @@ def train_part(
     return runs
 
 
-def _print_warning(message: str) -> None:
+def print_warning(message: str) -> None:
+    """How a worker process warns: one line on its stderr."""
     sys.stderr.write(f"Warning: {message}\n")
 
 
-def _worker(job: PartJob) -> list[SeedRun]:
-    """A spawned process's entry point: its own registry, its share of CPU threads, the parent run reopened."""
+def open_worker(
+    threads: int | None, tracking_uri: str | None, out: Path, name: str, parent_run_id: str | None,
+    plugins_dir: Path | None,
+) -> tuple[Registry, Tracker]:
+    """What a job in another process starts with: its share of CPU threads, its own registry (with the
+    plugins of ``plugins_dir``), and the MLflow parent run ``parent_run_id`` reopened."""
     import torch
 
     from mmolre_cli.plugins import load_registry
 
-    if job.threads:
-        torch.set_num_threads(job.threads)
-    parent = Tracker(job.tracking_uri, job.out, job.directory.name, on_warning=_print_warning)
-    if job.parent_run_id:
-        parent.start({}, resume_run_id=job.parent_run_id)
-    return train_part(job, load_registry(job.plugins_dir), parent, warn=_print_warning)
+    if threads:
+        torch.set_num_threads(threads)
+    parent = Tracker(tracking_uri, out, name, on_warning=print_warning)
+    if parent_run_id:
+        parent.start({}, resume_run_id=parent_run_id)
+    return load_registry(plugins_dir), parent
+
+
+def part_worker(job: PartJob) -> list[SeedRun]:
+    """A part's job in another process (spawned, or a Ray task)."""
+    registry, parent = open_worker(
+        job.threads, job.tracking_uri, job.out, job.directory.name, job.parent_run_id, job.plugins_dir
+    )
+    return train_part(job, registry, parent, warn=print_warning)
 
 
 def record_plan(plan: Plan, seeds: list[int], out: Path) -> None:
@@ -201,7 +214,7 @@ def run_plan(
         while work or submitted:
             while work and len(submitted) < executor.capacity:
                 variant, part, job = work.pop(0)
-                function = in_this_process(variant, part) if isinstance(executor, Inline) else _worker
+                function = in_this_process(variant, part) if isinstance(executor, Inline) else part_worker
                 submitted[executor.submit(function, job)] = (variant, part, job)
             key, outcome = executor.next_done()
             variant, part, job = submitted.pop(key)
