@@ -108,8 +108,8 @@ def tune(
         modalities=modalities, d_model=d_model, epochs=epochs, batch_size=batch_size, lr=lr, seed=None,
         device=device,
     )  # fmt: skip
-    values = deep_merge(load_yaml(config) if config else {}, overrides)
-    base = build_config(values, source=str(config) if config else "options")
+    base = build_config(deep_merge(load_yaml(config) if config else {}, overrides), source=str(config or "options"))
+    values = base.to_dict()
     check_device(base.train.device)
     check_components(base, registry())
     dimensions = load_space(space)

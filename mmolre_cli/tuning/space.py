@@ -146,7 +146,10 @@ def load_space(path: Path) -> list[Dimension]:
 
 
 def apply(values: dict[str, Any], space: list[Dimension], params: dict[str, Any]) -> dict[str, Any]:
-    """A copy of the plain config ``values`` with every dimension set to its value in ``params``."""
+    """A copy of the plain config ``values`` with every dimension set to its value in ``params``.
+
+    ``values`` holds every setting (``RunConfig.to_dict()``), so that setting one entry of a mapping
+    (``task_weights.er``) keeps the others."""
     values = copy.deepcopy(values)
     for dimension in space:
         set_path(values, dimension.path, params[dimension.name])

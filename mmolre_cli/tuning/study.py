@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,15 +118,19 @@ def open_study(
     """Create the study, or load it when it exists with the same space, objective and base config."""
     if pruner not in PRUNERS:
         raise UsageError(f"--pruner: unknown value {pruner!r} (valid: {', '.join(PRUNERS)})")
-    try:
-        study = optuna.create_study(
-            storage=open_storage(storage), study_name=name, direction=objective.direction, load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=seed), pruner=make_pruner(pruner, epochs),
-        )  # fmt: skip
-    except (ImportError, ValueError) as error:
-        raise UsageError(f"--storage {storage}: cannot open it ({error})") from None
-    except Exception as error:  # SQLAlchemy's errors: a server that does not answer, a file that cannot be made
-        raise UsageError(f"--storage {storage}: cannot open it ({type(error).__name__}: {error})") from None
+    for attempt in range(3):
+        try:
+            study = optuna.create_study(
+                storage=open_storage(storage), study_name=name, direction=objective.direction, load_if_exists=True,
+                sampler=optuna.samplers.TPESampler(seed=seed), pruner=make_pruner(pruner, epochs),
+            )  # fmt: skip
+            break
+        except (ImportError, ValueError) as error:
+            raise UsageError(f"--storage {storage}: cannot open it ({error})") from None
+        except Exception as error:  # SQLAlchemy's: a server that does not answer, or another process creating it
+            if attempt == 2:
+                raise UsageError(f"--storage {storage}: cannot open it ({type(error).__name__}: {error})") from None
+            time.sleep(1 + attempt)  # two processes that create one storage at once: the second then loads it
     planned = {
         "space": {d.name: repr(d.distribution) for d in space},
         "objective": f"valid.{objective.metric}",
