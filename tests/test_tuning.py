@@ -160,3 +160,22 @@ def test_two_processes_on_one_storage_share_the_study_without_counting_a_trial_t
     assert len(numbers) >= 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     summaries = [json.loads((tmp_path / f"out-{i}" / SUMMARY_JSON).read_text()) for i in (1, 2)]
     assert max(summary["trials"]["complete"] for summary in summaries) == len(numbers)
+
+
+class AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study, trial) -> bool:
+        return True
+
+
+def test_a_pruned_trial_stops_after_the_epoch_it_reported_and_is_recorded_pruned(
+    space, tiny_data, tmp_path, monkeypatch
+):
+    monkeypatch.setattr("mmolre_cli.tuning.trial.make_pruner", lambda name, epochs: AlwaysPrune())
+    out = tmp_path / "study"
+    args = ["tune", "--space", str(space), "--data", str(tiny_data), "--out", str(out), "--trials", "2", *FAST]
+    run = run_main([*args, "--epochs", "3"])
+    assert run.exit_code == 1 and "no trial completed" in run.stderr
+    assert [(row["state"], row["epochs"]) for row in rows(out / "trials.csv")] == [("PRUNED", "1")] * 2
+    study = optuna.load_study(study_name="tune", storage=f"sqlite:///{out / 'optuna.db'}")
+    assert [list(t.intermediate_values) for t in study.trials] == [[1], [1]]
+    assert not (out / "trials" / "trial-0" / "metrics.json").exists()
