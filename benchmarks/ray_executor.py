@@ -2,7 +2,7 @@
 
     python benchmarks/ray_executor.py [--scale 0.01] [--epochs 1] [--d-model 16] [--cpus 2]
 
-The 12 jobs are the grid ``shared=2,4,6,8 × topk=1,2,3`` over one seed (every point is a job), trained on
+The 12 jobs are the grid ``shared=3,4,6,8 × topk=1,2,3`` over one seed (every point is a job), trained on
 MOSEI-shaped synthetic data without tracking. Both executors get the same CPUs: two local processes, or a
 local Ray instance with ``--cpus`` CPUs and one CPU per job. Ray's start (``ray.init``) is timed apart;
 its overhead per job is (Ray wall time − local wall time) / 12.
@@ -27,7 +27,7 @@ from mmolre_cli.executors import Processes
 from mmolre_cli.executors.ray import RayExecutor, import_ray
 from mmolre_cli.plugins import load_registry
 
-GRID = {"shared": ["2", "4", "6", "8"], "topk": ["1", "2", "3"]}
+GRID = {"shared": ["3", "4", "6", "8"], "topk": ["1", "2", "3"]}
 
 
 def main() -> None:

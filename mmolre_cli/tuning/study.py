@@ -306,6 +306,11 @@ def finish(
     states = {state.name.lower(): sum(t.state == state for t in trials) for state in (*FINISHED, Trial.RUNNING)}
     if not states["complete"]:
         raise TrainingError(f"study {study.study_name}: no trial completed ({states}); see {out / TRIALS_CSV}")
+    if states["running"]:
+        warn(
+            f"{states['running']} trial(s) still run in other processes: the best of the {states['complete']} complete "
+            "ones is retrained; the last process to finish (or a rerun) sees them all"
+        )
     best = study.best_trial
     config = best_config(values, space, best.params)
     save_yaml(config, out / BEST_YAML)
