@@ -162,8 +162,12 @@ def check_space(space: list[Dimension], values: dict[str, Any], registry: Regist
     for dimension in space:
         for value in dimension.values():
             point = apply(values, [dimension], {dimension.name: value})
-            config = build_config(_fitting_topk(point, dimension.path), source=f"{source}: {dimension.name}={value}")
-            check_components(config, registry)
+            where = f"{source}: {dimension.name}={value}"
+            config = build_config(_fitting_topk(point, dimension.path), source=where)
+            try:
+                check_components(config, registry)
+            except UsageError as error:
+                raise UsageError(f"{where}: {error}") from None
 
 
 def _fitting_topk(values: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
