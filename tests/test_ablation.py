@@ -31,16 +31,7 @@ SMALL = {"model": {"d_model": 16, "experts": {"shared": 4, "rank": 4}, "topk": 2
 FAST = ["--d-model", "16", "--epochs", "2", "--batch-size", "64", "--no-track"]
 
 
-@pytest.fixture(autouse=True)
-def _fast_runs(monkeypatch):
-    """One torch thread (tiny models; on a busy machine idle threads cost more than they give) and no
-    per-run plots (the training tests cover them; here they would cost more than the training)."""
-    monkeypatch.setattr("mmolre_cli.training.trainer.plot_history", lambda *args: None)
-    monkeypatch.setattr("mmolre_cli.training.trainer.plot_routing", lambda *args: None)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("fast_runs")
 
 
 @pytest.fixture

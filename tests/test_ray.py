@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from cli_checks import run_main
 
 from mmolre_cli.executors import Failed
@@ -29,15 +28,7 @@ def local_ray():
     ray.shutdown()
 
 
-@pytest.fixture(autouse=True)
-def _fast_runs(monkeypatch):
-    """One torch thread here, as each Ray job has (--cpus-per-job 1), and no per-run plots."""
-    monkeypatch.setattr("mmolre_cli.training.trainer.plot_history", lambda *args: None)
-    monkeypatch.setattr("mmolre_cli.training.trainer.plot_routing", lambda *args: None)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("fast_runs")
 
 
 def test_ablate_with_ray_gives_the_results_of_local(tiny_data, tmp_path):

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-import torch
 from cli_checks import run_main
 
 from mmolre_cli.errors import UsageError
@@ -24,15 +23,7 @@ FAST = ["--d-model", "16", "--experts", "shared=2,rank=4", "--topk", "1", "--epo
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _fast_runs(monkeypatch):
-    """One torch thread and no per-run plots (the training tests cover them)."""
-    monkeypatch.setattr("mmolre_cli.training.trainer.plot_history", lambda *args: None)
-    monkeypatch.setattr("mmolre_cli.training.trainer.plot_routing", lambda *args: None)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("fast_runs")
 
 
 @pytest.fixture
