@@ -116,6 +116,7 @@ def open_study(
     epochs: int,
 ) -> optuna.Study:
     """Create the study, or load it when it exists with the same space, objective and base config."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happened
     if pruner not in PRUNERS:
         raise UsageError(f"--pruner: unknown value {pruner!r} (valid: {', '.join(PRUNERS)})")
     for attempt in range(3):

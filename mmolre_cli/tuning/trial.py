@@ -22,7 +22,7 @@ STATE_TAG = "optuna.state"
 def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     """``--pruner``: the median rule, successive halving (Hyperband, over ``epochs``), or none."""
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)  # epochs count from 1
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1))
     return optuna.pruners.NopPruner()
