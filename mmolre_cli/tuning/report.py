@@ -36,6 +36,7 @@ def plot_history(trials: list[optuna.trial.FrozenTrial], objective: str, higher:
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and math.isfinite(t.value)]
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)
@@ -46,6 +47,7 @@ def plot_history(trials: list[optuna.trial.FrozenTrial], objective: str, higher:
     figure, axis = plt.subplots(figsize=(6, 3.6))
     axis.scatter([t.number for t in complete], [t.value for t in complete], s=18, label="trial")
     axis.step([t.number for t in complete], best, where="post", color="tab:red", label="best so far")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_xlabel("trial")
     axis.set_ylabel(f"{objective} ({'↑' if higher else '↓'})")
     axis.set_title(f"Optimisation history: {len(complete)} complete, {pruned} pruned", fontsize=10)
