@@ -25,6 +25,18 @@ def _isolated(monkeypatch, tmp_path_factory):
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def fast_runs(monkeypatch):
+    """One torch thread (tiny models; on a busy machine idle threads cost more than they give) and no
+    per-run plots (the training tests cover them; elsewhere they would cost more than the training)."""
+    monkeypatch.setattr("mmolre_cli.training.trainer.plot_history", lambda *args: None)
+    monkeypatch.setattr("mmolre_cli.training.trainer.plot_routing", lambda *args: None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """A small MOSEI-like file (a few hundred clips, sequences of 12 frames)."""

@@ -31,16 +31,7 @@ SMALL = {"model": {"d_model": 16, "experts": {"shared": 4, "rank": 4}, "topk": 2
 FAST = ["--d-model", "16", "--epochs", "2", "--batch-size", "64", "--no-track"]
 
 
-@pytest.fixture(autouse=True)
-def _fast_runs(monkeypatch):
-    """One torch thread (tiny models; on a busy machine idle threads cost more than they give) and no
-    per-run plots (the training tests cover them; here they would cost more than the training)."""
-    monkeypatch.setattr("mmolre_cli.training.trainer.plot_history", lambda *args: None)
-    monkeypatch.setattr("mmolre_cli.training.trainer.plot_routing", lambda *args: None)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("fast_runs")
 
 
 @pytest.fixture
@@ -367,3 +358,25 @@ def test_a_plugin_component_off_its_contract_at_one_grid_point_names_the_point()
     values = deep_merge(SMALL, {"model": {"router": "small"}})
     with pytest.raises(PluginError, match=r"^--grid shared=8: plugin 'picky': router 'small': factory raised"):
         plan_variants(values, [], [], parse_grid(["shared=4,8"]), registry)
+
+
+def test_a_variant_whose_worker_died_twice_is_left_out_and_listed_as_failed(tiny_data, tmp_path, registry):
+    from mmolre_cli.ablation.study import run_ablation
+    from mmolre_cli.executors import Failed, Inline
+
+    class DyingOnUnitse(Inline):
+        """Runs parts here, except that the no-unitse part's worker "dies" twice."""
+
+        def submit(self, function, job):
+            if job.directory.name == "no-unitse":
+                self._count += 1
+                self._done.append((self._count, Failed("WorkerCrashedError: killed")))
+                return self._count
+            return super().submit(function, job)
+
+    values = deep_merge(SMALL, {"data": str(tiny_data), "train": {"epochs": 1}})
+    plan = plan_variants(values, ["unitse", "specific"], [], {}, registry)
+    summary = run_ablation(plan, [1], tmp_path, registry, executor=DyingOnUnitse())
+    assert [v["name"] for v in summary["variants"]] == ["full", "no-specific"]
+    assert summary["failed"] == {"no-unitse": "no-unitse: WorkerCrashedError: killed"}
+    assert json.loads((tmp_path / "results.json").read_text())["failed"] == summary["failed"]

@@ -4,21 +4,18 @@ Each part of a variant (``mtl`` has one per task, every other variant one) is a 
 directory ``runs/<variant>[-<part>]`` of :func:`mmolre_cli.training.seeds.train_seeds`, tracked as a
 child of the ablation's parent run with a child per seed; ``plan.json`` records what each variant
 was planned with. A rerun into the same output directory reads finished parts back, resumes an
-interrupted one and trains the rest.
+interrupted one and trains the rest, whichever executor ran the earlier invocation.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmolre_cli.ablation.variants import WHOLE, Plan, Variant
 from mmolre_cli.atomic import atomic_path
@@ -27,6 +24,9 @@ from mmolre_cli.errors import UsageError
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.state_files import read_json
 from mmolre_cli.training.tracking import Tracker
+
+if TYPE_CHECKING:
+    from mmolre_cli.executors import Executor
 
 PLAN_NAME = "plan.json"
 
@@ -110,22 +110,35 @@ def train_part(
     return runs
 
 
-def _print_warning(message: str) -> None:
+def print_warning(message: str) -> None:
+    """How a worker process warns: one line on its stderr."""
     sys.stderr.write(f"Warning: {message}\n")
 
 
-def _worker(job: PartJob) -> list[SeedRun]:
-    """A spawned process's entry point: its own registry, its share of CPU threads, the parent run reopened."""
+def open_worker(
+    threads: int | None, tracking_uri: str | None, out: Path, name: str, parent_run_id: str | None,
+    plugins_dir: Path | None,
+) -> tuple[Registry, Tracker]:
+    """What a job in another process starts with: its share of CPU threads, its own registry (with the
+    plugins of ``plugins_dir``), and the MLflow parent run ``parent_run_id`` reopened."""
     import torch
 
     from mmolre_cli.plugins import load_registry
 
-    if job.threads:
-        torch.set_num_threads(job.threads)
-    parent = Tracker(job.tracking_uri, job.out, job.directory.name, on_warning=_print_warning)
-    if job.parent_run_id:
-        parent.start({}, resume_run_id=job.parent_run_id)
-    return train_part(job, load_registry(job.plugins_dir), parent, warn=_print_warning)
+    if threads:
+        torch.set_num_threads(threads)
+    parent = Tracker(tracking_uri, out, name, on_warning=print_warning)
+    if parent_run_id:
+        parent.start({}, resume_run_id=parent_run_id)
+    return load_registry(plugins_dir), parent
+
+
+def part_worker(job: PartJob) -> list[SeedRun]:
+    """A part's job in another process (spawned, or a Ray task)."""
+    registry, parent = open_worker(
+        job.threads, job.tracking_uri, job.out, job.directory.name, job.parent_run_id, job.plugins_dir
+    )
+    return train_part(job, registry, parent, warn=print_warning)
 
 
 def record_plan(plan: Plan, seeds: list[int], out: Path) -> None:
@@ -151,21 +164,24 @@ def run_plan(
     registry: Registry,
     parent: Tracker,
     *,
-    jobs: int = 1,
+    executor: Executor | None = None,
     plugins_dir: Path | None = None,
     warn: Callable[[str], None] | None = None,
     on_part: Callable[[Variant, str, list[SeedRun], bool], None] | None = None,
     on_epoch: Callable[[Variant, str, int, dict[str, float]], None] | None = None,
-) -> dict[str, dict[str, list[SeedRun]]]:
-    """Train every part of every variant over ``seeds``, nested under ``parent``.
+) -> tuple[dict[str, dict[str, list[SeedRun]]], dict[str, str]]:
+    """Train every part of every variant over ``seeds``, nested under ``parent``, one job per part.
 
-    Returns {variant name: {part: runs in seed order}}. ``on_part(variant, part, runs, reused)``
-    follows every part (``reused``: read back from an earlier invocation); ``on_epoch(variant, part,
-    seed, summary)`` every epoch, in this process only. With ``jobs`` > 1 the parts run in that many
-    spawned processes, which share the CPU threads and load plugins from ``plugins_dir`` (as ``registry`` was).
+    Returns {variant name: {part: runs in seed order}} and {variant name: why it failed} for the variants
+    a part of which failed (its worker died twice). ``on_part(variant, part, runs, reused)`` follows every
+    part (``reused``: read back from an earlier invocation); ``on_epoch(variant, part, seed, summary)``
+    every epoch of a part trained in this process. ``executor`` (default: this process; closed here only
+    on an error) runs the parts; in other processes they load plugins from ``plugins_dir`` (as ``registry`` was).
     """
+    from mmolre_cli.executors import Failed, Inline
+
     record_plan(plan, seeds, out)
-    threads = None if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs)
+    executor = executor or Inline()
 
     trained_parts = finished_parts(out)
 
@@ -179,33 +195,38 @@ def run_plan(
 
     work = [
         (variant, part, PartJob(
-            config, list(seeds), out, directory(variant, part, config), parent.uri, parent.run_id, threads,
+            config, list(seeds), out, directory(variant, part, config), parent.uri, parent.run_id, executor.threads,
             plugins_dir,
         ))
         for variant in plan.variants
         for part, config in variant.parts.items()
     ]  # fmt: skip
     results: dict[str, dict[str, list[SeedRun]]] = {variant.name: {} for variant in plan.variants}
+    failed: dict[str, str] = {}
     reused = {job.directory: is_finished(job.directory) for _, _, job in work}
 
-    def finished(variant: Variant, part: str, job: PartJob, runs: list[SeedRun]) -> None:
-        results[variant.name][part] = runs
-        if on_part:
-            on_part(variant, part, runs, reused[job.directory])
+    def in_this_process(variant: Variant, part: str) -> Callable[[PartJob], list[SeedRun]]:
+        report = (lambda seed, summary: on_epoch(variant, part, seed, summary)) if on_epoch else None
+        return lambda job: train_part(job, registry, parent, warn=warn, on_epoch=report)
 
-    if jobs == 1:
-        for variant, part, job in work:
-            report = (lambda seed, summary, v=variant, p=part: on_epoch(v, p, seed, summary)) if on_epoch else None
-            finished(variant, part, job, train_part(job, registry, parent, warn=warn, on_epoch=report))
-        return results
-    # Spawned, not forked: a fork would copy torch's thread pools and the open MLflow connection.
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
+    submitted: dict[int, tuple[Variant, str, PartJob]] = {}
     try:
-        futures = {pool.submit(_worker, job): (variant, part, job) for variant, part, job in work}
-        for future in as_completed(futures):
-            finished(*futures[future], future.result())
+        while work or submitted:
+            while work and len(submitted) < executor.capacity:
+                variant, part, job = work.pop(0)
+                function = in_this_process(variant, part) if isinstance(executor, Inline) else part_worker
+                submitted[executor.submit(function, job)] = (variant, part, job)
+            key, outcome = executor.next_done()
+            variant, part, job = submitted.pop(key)
+            if isinstance(outcome, Failed):
+                failed[variant.name] = f"{job.directory.name}: {outcome.reason}"
+                if warn:
+                    warn(f"{variant.name}: its worker died twice ({outcome.reason}); recorded as failed")
+                continue
+            results[variant.name][part] = outcome
+            if on_part:
+                on_part(variant, part, outcome, reused[job.directory])
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)  # start no part whose result nobody will read
+        executor.close()  # start no part whose result nobody will read
         raise
-    pool.shutdown()
-    return results
+    return {name: parts for name, parts in results.items() if name not in failed}, failed

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmolre_cli.ablation.plots import plot_bars, plot_heatmap
 from mmolre_cli.ablation.results import SUMMARY_METRICS, summarise, write_csv
 from mmolre_cli.ablation.runner import SeedRun, run_plan
 from mmolre_cli.ablation.variants import WHOLE, Plan, Variant
 from mmolre_cli.atomic import remove_temporaries
-from mmolre_cli.errors import UsageError
+from mmolre_cli.errors import TrainingError, UsageError
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.state_files import read_json
 from mmolre_cli.training.tracking import Tracker
+
+if TYPE_CHECKING:
+    from mmolre_cli.executors import Executor
 
 RESULTS_CSV, RESULTS_JSON = "results.csv", "results.json"
 HEATMAP, BARS = "heatmap.png", "bars.png"
@@ -42,7 +45,7 @@ def run_ablation(
     out: Path,
     registry: Registry,
     *,
-    jobs: int = 1,
+    executor: Executor | None = None,
     plugins_dir: Path | None = None,
     tracking_uri: str | None = None,
     warn: Callable[[str], None] | None = None,
@@ -50,7 +53,9 @@ def run_ablation(
     on_epoch: Callable[[Variant, str, int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
     """Train every variant of ``plan`` over ``seeds`` into ``out`` (resuming what is there) and return the
-    summary written to ``results.json``. ``on_part`` and ``on_epoch`` report progress as in :func:`run_plan`."""
+    summary written to ``results.json``. ``on_part`` and ``on_epoch`` report progress, and ``executor`` runs
+    the parts, as in :func:`run_plan`. A variant whose worker died twice is left out of the summary and
+    listed under ``failed`` (a rerun trains it); the reference's failure is a TrainingError."""
     from mmolre_cli.training.trainer import write_json_atomic
 
     try:
@@ -72,19 +77,25 @@ def run_ablation(
     write_json_atomic({"parent_run_id": parent.run_id, "tracking_uri": tracking_uri}, state_path)
     status = "FAILED"
     try:
-        results = run_plan(
+        results, failed = run_plan(
             plan,
             seeds,
             out,
             registry,
             parent,
-            jobs=jobs,
+            executor=executor,
             plugins_dir=plugins_dir,
             warn=warn,
             on_part=on_part,
             on_epoch=on_epoch,
         )
-        summary = {**summarise(plan, results), "seeds": seeds}
+        if plan.reference.name in failed:
+            raise TrainingError(
+                f"{plan.reference.name}: {failed[plan.reference.name]}: the reference failed, so nothing can be "
+                f"compared; rerun the same command to train it (finished variants are kept in {out})"
+            )
+        trained = Plan([v for v in plan.variants if v.name not in failed], plan.grid, plan.notes)
+        summary = {**summarise(trained, results), "seeds": seeds, "failed": failed}
         write_json_atomic(summary, out / RESULTS_JSON)
         write_csv(summary, out / RESULTS_CSV)
         files = [out / RESULTS_CSV, out / RESULTS_JSON, *_plots(summary, out)]

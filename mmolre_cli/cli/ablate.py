@@ -30,6 +30,13 @@ from mmolre_cli.cli.common import (
     user_errors,
     warn,
 )
+from mmolre_cli.cli.scale import (
+    CpusPerJobOption,
+    ExecutorOption,
+    GpusPerJobOption,
+    RayAddressOption,
+    executor_from_options,
+)
 from mmolre_cli.cli.train import cli_overrides
 from mmolre_cli.config import deep_merge, load_yaml
 from mmolre_cli.errors import UsageError
@@ -81,7 +88,11 @@ def ablate(
         [], help="Parameter study KEY=V1,V2 (repeatable), e.g. shared=1,2,4 topk=1,2; two keys draw a heatmap."
     ),
     seeds: str = typer.Option("1,2,3", help="Comma-separated seeds; every variant trains once per seed."),
-    jobs: int = typer.Option(1, min=1, help="Variants trained in parallel processes."),
+    jobs: int = typer.Option(1, min=1, help="Variants trained in parallel processes (--executor local)."),
+    executor: ExecutorOption = "local",
+    ray_address: RayAddressOption = None,
+    cpus_per_job: CpusPerJobOption = 1.0,
+    gpus_per_job: GpusPerJobOption = 0.0,
     data: Path | None = typer.Option(None, help="Prepared HDF5 file (default: the built-in synthetic dataset)."),
     config: Path | None = typer.Option(None, "--config", help="YAML config of the full model; flags override it."),
     experts: ExpertsOption = None,
@@ -152,17 +163,23 @@ def ablate(
             bar.console.print(f"{label(variant, part)}: {done} (selected {selected})", highlight=False)
             bar.advance(task)
 
+        runner = executor_from_options(executor, jobs, ray_address, cpus_per_job, gpus_per_job)
         try:
             summary = run_ablation(
-                plan, seed_list, out_dir, registry(), jobs=jobs, plugins_dir=ctx.find_root().params.get("plugins_dir"),
-                tracking_uri=uri, warn=warn, on_part=on_part, on_epoch=on_epoch,
+                plan, seed_list, out_dir, registry(), executor=runner,
+                plugins_dir=ctx.find_root().params.get("plugins_dir"), tracking_uri=uri, warn=warn, on_part=on_part,
+                on_epoch=on_epoch,
             )  # fmt: skip
         except KeyboardInterrupt:
             interrupted("the same command (finished runs are kept)", out_dir)
+        finally:
+            runner.close()
     if json_output:
         print_json(summary)
         return
     console.print(results_table(summary))
+    for name, reason in summary["failed"].items():
+        warn(f"{name} failed ({reason}) and is not in the table; rerun the same command to train it")
     console.print(f"results: {out_dir}")
     if uri:
         console.print(f"MLflow parent run at {uri}")

@@ -165,6 +165,11 @@ class Tracker:
         paths = [str(path) for path in files if path is not None and Path(path).exists()]
         self._session.guard(lambda: [self._session.client.log_artifact(self.run_id, path) for path in paths])
 
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        if self.run_id is None:
+            return
+        self._session.guard(lambda: [self._session.client.set_tag(self.run_id, k, v) for k, v in tags.items()])
+
     def end(self, status: str = "FINISHED") -> None:
         if self.run_id is not None:
             self._session.guard(lambda: self._session.client.set_terminated(self.run_id, status))

@@ -197,6 +197,7 @@ def train_run(
     parent: Tracker | None = None,
     resume: bool = False,
     stop_if_diverged: bool = True,
+    score_test: bool = True,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     warn: Callable[[str], None] | None = None,
@@ -211,6 +212,7 @@ def train_run(
     saved (so an exception there interrupts the run resumably). A training loss that is not finite stops
     the run with a TrainingError (its MLflow run marked failed), or, without ``stop_if_diverged``, is
     warned about and ends training after that epoch (the metrics are then the checkpoint selected before's).
+    Without ``score_test`` the test split is never predicted (a tuning trial sees the validation split only).
     """
     warn = warn or (lambda message: warnings.warn(message, stacklevel=2))
     if config.train.deterministic:
@@ -384,12 +386,11 @@ def train_run(
             thresholds = tune_thresholds(valid_predictions.outputs["er"], splits["valid"].emotion.numpy())
         else:
             warn("--tune-thresholds: there is no emotion task, so there are no thresholds to tune")
-    test_predictions = predict(model, splits["test"], train_cfg.batch_size, pos_weight, device, **options)
-    metrics = {
-        "valid": metrics_of(valid_predictions, splits["valid"], model, thresholds),
-        "test": metrics_of(test_predictions, splits["test"], model, thresholds),
-    }
-    routing = {"valid": valid_predictions.routing.summary(), "test": test_predictions.routing.summary()}
+    predictions = {"valid": valid_predictions}
+    if score_test:
+        predictions["test"] = predict(model, splits["test"], train_cfg.batch_size, pos_weight, device, **options)
+    metrics = {name: metrics_of(p, splits[name], model, thresholds) for name, p in predictions.items()}
+    routing = {name: p.routing.summary() for name, p in predictions.items()}
     # The emotions the MER means leave out (no positive or no negative label), named in the report and a warning.
     left_out = {
         name: reasons
@@ -415,7 +416,7 @@ def train_run(
         "tracking_run_id": tracker.run_id,
         "samples": {name: len(split) for name, split in splits.items()},
         "metrics": metrics,
-        "trivial_test": trivial_baseline(train, splits["test"], config.model, signature.emotions),
+        "trivial_test": trivial_baseline(train, splits["test"], config.model, signature.emotions) if score_test else {},
         "left_out_emotions": left_out or None,
         "routing": routing,
         "history": history,
@@ -429,7 +430,7 @@ def train_run(
             plot_routing(routing[name], out_dir / f"routing_{name}.png", f"routing on {name}") for name in routing
         ]
         write_json_atomic(report, out_dir / METRICS_NAME)
-        tracker.log_metrics({f"test_{k}": v for k, v in metrics["test"].items()})
+        tracker.log_metrics({f"test_{k}": v for k, v in metrics.get("test", {}).items()})
         tracker.log_artifacts([out_dir / CONFIG_NAME, out_dir / METRICS_NAME, out_dir / CHECKPOINT_NAME, *plots])
         tracker.end()
     context.barrier()
