@@ -1,4 +1,7 @@
-"""Unimodal encoders: pre-extracted features (B, T, D_m) → (B, T, d), zero at padded positions."""
+"""Unimodal encoders: pre-extracted features (B, T, D_m) → (B, T, d), zero at padded positions.
+
+They receive features already normalised as ``model.normalize`` says (mmolre_cli/model/normalize.py).
+"""
 
 import math
 
@@ -7,16 +10,15 @@ from torch import Tensor, nn
 
 
 class LinearEncoder(nn.Module):
-    """Normalise each frame's features, then project them to the model width."""
+    """Project each frame's features to the model width."""
 
     def __init__(self, input_dim: int, d_model: int, dropout: float = 0.1):
         super().__init__()
-        self.norm = nn.LayerNorm(input_dim)
         self.project = nn.Linear(input_dim, d_model)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        return self.dropout(self.project(self.norm(x))) * mask[..., None]
+        return self.dropout(self.project(x)) * mask[..., None]
 
 
 def sinusoidal_positions(length: int, d_model: int, device: torch.device) -> Tensor:
@@ -51,14 +53,13 @@ class LSTMEncoder(nn.Module):
 
     def __init__(self, input_dim: int, d_model: int, dropout: float = 0.1):
         super().__init__()
-        self.norm = nn.LayerNorm(input_dim)
         self.lstm = nn.LSTM(input_dim, d_model, batch_first=True, bidirectional=True)
         self.project = nn.Linear(2 * d_model, d_model)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         lengths = mask.sum(1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(self.norm(x), lengths, batch_first=True, enforce_sorted=False)
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         return self.dropout(self.project(out)) * mask[..., None]
