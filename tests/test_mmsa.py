@@ -19,6 +19,11 @@ from mmolre_cli.data.canonical import MOSEI_EMOTIONS, SPLITS, read_canonical, wr
 from mmolre_cli.data.synthetic import generate_synthetic
 from mmolre_cli.errors import DataError
 
+try:  # how NumPy pickles contiguous arrays under protocol 5
+    from numpy._core.numeric import _frombuffer
+except ImportError:  # NumPy < 2
+    from numpy.core.numeric import _frombuffer
+
 SIZES = {"train": 5, "valid": 3, "test": 4}
 
 
@@ -148,10 +153,15 @@ def test_the_restricted_unpickler_admits_numpy_and_plain_containers(tmp_path, pr
         "scalar": np.float32(1.5),
         "dtype": np.dtype("int16"),
         "plain": [1, 2.0, "s", b"b", (None, True), {3}, frozenset({4})],
+        "ragged": np.array([np.zeros(2), np.arange(3.0)], dtype=object),
+        "arrays": [np.ones((2, 1)), np.array(["c"], dtype=object)],
     }
     loaded, digest = mmsa.load_pickle(dump(obj, tmp_path / "p.pkl", protocol))
     assert digest == hashlib.sha256((tmp_path / "p.pkl").read_bytes()).hexdigest()
     np.testing.assert_array_equal(loaded["f"], obj["f"])
+    for got, expected in zip([*loaded["ragged"], *loaded["arrays"]], [*obj["ragged"], *obj["arrays"]], strict=True):
+        assert type(got) is np.ndarray  # nested arrays come out as arrays, not as what built them
+        np.testing.assert_array_equal(got, expected)
     assert list(loaded["o"]) == ["a", "b"] and loaded["u"][0] == "xy"
     assert loaded["scalar"] == np.float32(1.5) and loaded["dtype"] == np.dtype("int16")
     assert loaded["plain"] == obj["plain"]
@@ -187,6 +197,15 @@ def test_a_pickle_naming_another_global_is_refused_before_it_runs(runner, tmp_pa
     assert created.exists()
     with pytest.raises(DataError, match="numpy.load"):
         mmsa.load_pickle(dump(_CallsNumpy(), tmp_path / "np.pkl"))
+
+
+def test_an_array_built_by_ndarray_new_is_refused_before_allocating(tmp_path):
+    # NEWOBJ calls numpy.ndarray.__new__(numpy.ndarray, (2**40,), object): 8 TiB of pointers, filled.
+    args = pickle.dumps(((2**40,), np.dtype(object)), protocol=2)[2:-1]
+    path = tmp_path / "newobj.pkl"
+    path.write_bytes(b"\x80\x02cnumpy\nndarray\n" + args + pickle.NEWOBJ + pickle.STOP)
+    with pytest.raises(DataError, match=r"calls numpy.ndarray\(...\) directly.*before allocating"):
+        mmsa.load_pickle(path)
 
 
 def _bad(mutate):
@@ -227,7 +246,8 @@ def _set_id(split: str, index: int, value: str):
 
 
 class _StridedBomb:
-    """An (n, 10**7, 10**7) float32 array, 400 TB per sample, made of 4 bytes by zero strides."""
+    """An (n, 10**7, 10**7) float32 array, 400 TB per sample, made of 4 bytes by zero strides (numpy.ndarray
+    called directly)."""
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -237,19 +257,39 @@ class _StridedBomb:
 
 
 class _SharedBuffer:
-    """A 64 KiB array over a buffer that the pickle stores once and every such array shares."""
+    """A 64 KiB array over a buffer that the pickle stores once and every such array shares (NumPy's own
+    ``_frombuffer``, as protocol 5 writes arrays)."""
 
     BUFFER = b"\0" * (1 << 16)
 
     def __reduce__(self):
-        return (np.ndarray, ((1 << 14,), np.dtype("f4"), self.BUFFER))
+        return (_frombuffer, (self.BUFFER, np.dtype("f4"), (1 << 14,), "C"))
 
 
 class _Huge:
-    """An uninitialised array of 4 EiB, more than any machine can allocate."""
+    """An uninitialised array of 4 EiB, more than any machine can allocate, reconstructed at full shape."""
 
     def __reduce__(self):
         return (mmsa._multiarray._reconstruct, (np.ndarray, (2**62,), b"b"))
+
+
+class _ObjectArray:
+    """An object array of 2**40 elements (8 TiB of pointers) from ``numpy.ndarray(shape, object)``, which
+    allocates and fills before any check."""
+
+    def __reduce__(self):
+        return (np.ndarray, ((2**40,), np.dtype(object)))
+
+
+class _ShortObjectState:
+    """An object array whose state claims ``shape`` but lists 2 items: NumPy reads past the list (a crash)."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def __reduce__(self):
+        state = (1, self.shape, np.dtype(object), False, ["a", "b"])
+        return (mmsa._multiarray._reconstruct, (np.ndarray, (0,), b"b"), state)
 
 
 def _strided_bomb(obj):
@@ -308,17 +348,26 @@ BAD_INPUT = {
         _bad(_set("train", "audio", np.zeros((5, 9, 3)))),
         ["train/audio: 9 steps, but text_bert has 6 and there is no audio_lengths"],
     ),
-    "array with zero strides": (
-        _bad(_strided_bomb),
-        ["train/vision: refused a float32 (5, 10000000, 10000000) array", "but the file has"],
-    ),
+    "array with zero strides": (_bad(_strided_bomb), ["calls numpy.ndarray(...) directly", "before allocating"]),
     "arrays sharing one buffer": (
         _bad(_set("train", "audio", [_SharedBuffer() for _ in range(100)])),
-        ["train/audio[1]: refused a float32 (16384,) array"],
+        ["train/audio[1]: refused a float32 (16384,) array", "but the file has"],
     ),
-    "array too large to allocate": (
+    "array reconstructed at full size": (
         _bad(_set("test", "text", _Huge())),
-        ["not enough memory to load it (Unable to allocate 4.00 EiB"],
+        ["reconstructs a non-empty array of shape (4611686018427387904,)", "before allocating"],
+    ),
+    "object array called into being": (
+        _bad(_set("test", "raw_text", _ObjectArray())),
+        ["calls numpy.ndarray(...) directly", "before allocating"],
+    ),
+    "object array state shorter than its shape": (
+        _bad(_set("train", "raw_text", _ShortObjectState((5,)))),
+        ["an object array of shape (5,) whose state holds 2 items", "before allocating"],
+    ),
+    "object array state of 2**40 items": (
+        _bad(_set("train", "raw_text", _ShortObjectState((2**40,)))),
+        ["an object array of shape (1099511627776,) whose state holds 2 items"],
     ),
     "zero time steps": (_bad(_no_steps), ["train/audio: zero time steps"]),
     "zero feature dimensions": (

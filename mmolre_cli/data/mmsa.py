@@ -12,8 +12,10 @@ Two keys that MMSA code ignores carry emotion labels through a round trip: a top
 Without them (every published file) the emotions are the MOSEI six, all unknown.
 
 A pickle can run code when loaded, so :func:`load_pickle` admits only NumPy arrays, dtypes and
-scalars and plain containers: a pickle naming any other global is refused before anything runs, and
-arrays that claim more data than the file holds are refused before anything reads them.
+scalars and plain containers: a pickle naming any other global is refused before anything runs. Arrays
+are admitted only in the two forms NumPy writes (an empty ``_reconstruct`` filled by its state, or
+``_frombuffer``), each checked before NumPy allocates it; a direct ``numpy.ndarray(...)`` call is
+refused. Arrays that claim more data than the file holds are refused before anything reads them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import io
+import math
 import os
 import pickle
 from collections import deque
@@ -82,18 +85,65 @@ def _encode_latin1(text: str, encoding: str) -> bytes:
     return text.encode("latin1")
 
 
+class RefusedArray(pickle.UnpicklingError):
+    """A pickle builds an array in a way NumPy never writes, or with a state that does not fit it."""
+
+
+class _ArrayClass:
+    """Stands for ``numpy.ndarray`` in a pickle: what ``_reconstruct`` names, but not constructible, since
+    ``numpy.ndarray(shape, object)`` would allocate (and fill) an array of any size before any check."""
+
+    def __new__(cls, *args, **kwargs):
+        raise RefusedArray("the pickle calls numpy.ndarray(...) directly (NumPy never writes that)")
+
+
+class _PendingArray:
+    """What ``_reconstruct`` returns: the array NumPy would build, once its state (pickle's BUILD) is checked.
+    :func:`_resolve_arrays` puts ``array`` in its place after loading."""
+
+    __slots__ = ("array",)
+    __hash__ = None  # unhashable, as an array is
+
+    def __init__(self) -> None:
+        self.array = _multiarray._reconstruct(np.ndarray, (0,), b"b")
+
+    def __setstate__(self, state: object) -> None:
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise RefusedArray(f"an array state that is not NumPy's ({type(state).__name__})")
+        shape, dtype, _, data = state[-4:]
+        shape = (shape,) if isinstance(shape, int) else shape
+        if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
+            raise RefusedArray(f"an array state with the shape {shape!r}")
+        if isinstance(dtype, np.dtype) and dtype.hasobject:
+            # NumPy allocates the whole shape for an object array and reads as many items as it has: a
+            # shorter list would make it read past the list's end.
+            if dtype != np.dtype(object) or not isinstance(data, list) or len(data) != math.prod(shape):
+                count = len(data) if isinstance(data, list) else type(data).__name__
+                raise RefusedArray(f"an object array of shape {shape} whose state holds {count} items")
+        self.array.__setstate__(state)
+
+
+def _reconstruct(subtype: object, shape: object, dtype: object) -> _PendingArray:
+    # NumPy writes _reconstruct(ndarray, (0,), b"b") and then the array's state; a non-empty shape
+    # would allocate that array here, before anything can check it.
+    shape = (shape,) if isinstance(shape, int) else shape
+    if subtype is not _ArrayClass or not (isinstance(shape, tuple) and 0 in shape):
+        raise RefusedArray(f"the pickle reconstructs a non-empty array of shape {shape!r} (NumPy writes (0,))")
+    return _PendingArray()
+
+
 _CONTAINERS = ("set", "frozenset")  # the plain containers that pickles build through a global
 _ALLOWED = {
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _ArrayClass,
     ("numpy", "dtype"): np.dtype,
     # Protocols below 3 write Python 2's module names.
     **{(module, name): getattr(builtins, name) for module in ("builtins", "__builtin__") for name in _CONTAINERS},
     ("_codecs", "encode"): _encode_latin1,
     # NumPy 2 moved numpy.core to numpy._core; pickles name either.
     **{
-        (f"{package}.multiarray", name): getattr(_multiarray, name)
+        (f"{package}.multiarray", name): value
         for package in ("numpy.core", "numpy._core")
-        for name in ("_reconstruct", "scalar")
+        for name, value in (("_reconstruct", _reconstruct), ("scalar", _multiarray.scalar))
     },
     **{(f"{package}.numeric", "_frombuffer"): _numeric._frombuffer for package in ("numpy.core", "numpy._core")},
 }
@@ -131,10 +181,12 @@ def _check_input(path: Path) -> None:
         raise DataError(f"{path}: is a directory, not a file")
 
 
-def _check_array_sizes(obj: object, path: Path, size: int) -> None:
-    """Refuse the array at which the arrays in ``obj`` claim more bytes than the file's ``size``: zero or
-    overlapping strides, or one buffer shared, let a few pickled bytes pose as terabytes. Arrays of
-    Python objects count through their items."""
+def _resolve_arrays(obj: object, path: Path, size: int) -> object:
+    """``obj`` with each pending array replaced by its array, refusing the array at which the arrays
+    claim more bytes than the file's ``size``: overlapping buffers let a few pickled bytes pose as
+    terabytes. Arrays of Python objects count through their items."""
+    if isinstance(obj, _PendingArray):
+        obj = obj.array
     total, seen = 0, set()
     queue = deque([("", obj)])  # a queue, not recursion: a pickle can nest lists deeper than Python recurses
     while queue:
@@ -143,18 +195,31 @@ def _check_array_sizes(obj: object, path: Path, size: int) -> None:
             continue
         seen.add(id(value))
         if isinstance(value, dict):
-            queue.extend((f"{key}/{k}" if key else str(k), v) for k, v in value.items())
+            children = [(f"{key}/{k}" if key else str(k), k, v) for k, v in value.items()]
         elif isinstance(value, list | tuple):
-            queue.extend((f"{key}[{i}]", v) for i, v in enumerate(value))
+            children = [(f"{key}[{i}]", i, v) for i, v in enumerate(value)]
         elif isinstance(value, np.ndarray) and value.dtype.hasobject:
-            queue.extend((f"{key}[{i}]", v) for i, v in enumerate(value.flat))
-        elif isinstance(value, np.ndarray):
+            children = [(f"{key}[{i}]", i, v) for i, v in enumerate(value.flat)]
+        else:
+            children = []
+        for where, place, child in children:
+            if isinstance(child, _PendingArray):
+                if isinstance(value, tuple):
+                    raise DataError(f"{path}: {where}: an array inside a tuple (MMSA pickles hold none)")
+                child = child.array
+                if isinstance(value, np.ndarray):
+                    value.flat[place] = child
+                else:
+                    value[place] = child
+            queue.append((where, child))
+        if isinstance(value, np.ndarray) and not value.dtype.hasobject:
             total += value.nbytes
             if total > size:
                 raise DataError(
                     f"{path}: {key or '/'}: refused a {_describe(value)} array: the arrays up to it claim "
-                    f"{total:,} bytes, but the file has {size:,} (zero or overlapping strides?)"
+                    f"{total:,} bytes, but the file has {size:,} (overlapping buffers?)"
                 )
+    return obj
 
 
 def load_pickle(path: str | os.PathLike) -> tuple[object, str]:
@@ -172,6 +237,8 @@ def load_pickle(path: str | os.PathLike) -> tuple[object, str]:
             while f.read(1 << 20):  # hash whatever follows the pickle, too
                 pass
             size = os.fstat(raw.fileno()).st_size
+    except RefusedArray as e:
+        raise DataError(f"{path}: {e}; refused before allocating it") from None
     except ForbiddenGlobal as e:
         raise DataError(
             f"{path}: pickle names the global {e}; refused before running anything "
@@ -184,8 +251,7 @@ def load_pickle(path: str | os.PathLike) -> tuple[object, str]:
     except Exception as e:
         # Only allow-listed callables can run, so whatever else fails is a damaged or foreign file.
         raise DataError(f"{path}: not a pickle, or truncated ({first_line(e)})") from None
-    _check_array_sizes(obj, path, size)
-    return obj, digest.hexdigest()
+    return _resolve_arrays(obj, path, size), digest.hexdigest()
 
 
 def _strings(value: object, src: str, where: str, n: int | None) -> np.ndarray:
