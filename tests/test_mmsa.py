@@ -14,10 +14,12 @@ from cli_checks import assert_fails_cleanly, snapshot
 from typer.testing import CliRunner
 
 from mmolre_cli.cli.app import app
+from mmolre_cli.config import build_config
 from mmolre_cli.data import mmsa
 from mmolre_cli.data.canonical import MOSEI_EMOTIONS, SPLITS, read_canonical, write_canonical
 from mmolre_cli.data.synthetic import generate_synthetic
 from mmolre_cli.errors import DataError
+from mmolre_cli.training.trainer import train_run
 
 try:  # how NumPy pickles contiguous arrays under protocol 5
     from numpy._core.numeric import _frombuffer
@@ -112,6 +114,68 @@ def test_unaligned_layout_round_trips_with_per_modality_lengths(tmp_path):
             np.testing.assert_array_equal(again.splits[name].features[m], data.splits[name].features[m])
             np.testing.assert_array_equal(again.splits[name].lengths[m], data.splits[name].lengths[m])
     assert again.options["layout"] == "unaligned"
+
+
+def test_without_text_bert_text_lengths_come_from_the_text_frames_and_are_reported(runner, tmp_path):
+    obj = mmsa_dict()
+    expected = {name: part.pop("text_bert")[:, 1].sum(axis=1).astype(int) for name, part in obj.items()}
+    text = obj["train"]["text"]
+    longest = int(np.argmax(expected["train"]))
+    text[longest, 1] = 0  # an all-zero frame inside the clip is a frame, not the end of it
+    out = tmp_path / "out.h5"
+    result = runner.invoke(app, ["prepare", "mmsa", str(dump(obj, tmp_path / "glove.pkl")), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "text lengths from the non-zero frames of text" in result.stdout
+    data = read_canonical(out)
+    assert data.options["text_lengths"] == dict.fromkeys(SPLITS, "text")
+    for name in SPLITS:
+        for m in ("text", "audio", "vision"):  # aligned: audio and vision take the text lengths
+            np.testing.assert_array_equal(data.splits[name].lengths[m], expected[name])
+    info = runner.invoke(app, ["data", "info", str(out)])
+    assert "text lengths from the non-zero frames of text" in info.stdout
+    with_bert = mmsa.read_mmsa(dump(mmsa_dict(), tmp_path / "bert.pkl"))
+    assert mmsa.describe_text_lengths(with_bert.options["text_lengths"]) == (
+        "text lengths from the text_bert attention mask"
+    )
+
+
+def test_all_zero_text_takes_audio_lengths_when_audio_shares_its_steps(tmp_path):
+    obj = mmsa_dict()
+    for part in obj.values():
+        del part["text_bert"]
+        part["text"][:] = 0
+    with pytest.raises(DataError, match="train/text: all zero, and there is neither text_bert nor audio_lengths"):
+        mmsa.read_mmsa(dump(obj, tmp_path / "a.pkl"))
+    lengths = {name: np.arange(len(part["id"])) % 7 for name, part in obj.items()}
+    for name, part in obj.items():
+        part["audio_lengths"] = lengths[name]
+    obj["test"]["text"][0, 0, 0] = 1.0  # this split has text to count
+    data = mmsa.read_mmsa(dump(obj, tmp_path / "b.pkl"))
+    assert data.options["text_lengths"] == {"train": "audio_lengths", "valid": "audio_lengths", "test": "text"}
+    np.testing.assert_array_equal(data.splits["train"].lengths["text"], lengths["train"])
+    assert data.splits["test"].lengths["text"][0] == 1
+    assert mmsa.describe_text_lengths(data.options["text_lengths"]) == (
+        "text lengths from train: audio_lengths; valid: audio_lengths; test: the non-zero frames of text"
+    )
+
+
+def test_training_without_text_bert_matches_training_with_it(runner, tmp_path, registry):
+    source = write_canonical(generate_synthetic("mosei", scale=0.002, seed=3, seq_len=6), tmp_path / "syn.h5")
+    with_bert = tmp_path / "with_bert.pkl"
+    assert runner.invoke(app, ["export", "mmsa", str(source), "--out", str(with_bert)]).exit_code == 0
+    obj = pickle.loads(with_bert.read_bytes())
+    for name in SPLITS:
+        del obj[name]["text_bert"]
+    without = dump(obj, tmp_path / "without_bert.pkl")
+    runs = []
+    for pkl in (without, with_bert):
+        h5 = tmp_path / f"{pkl.stem}.h5"
+        assert runner.invoke(app, ["prepare", "mmsa", str(pkl), "--out", str(h5)]).exit_code == 0
+        config = build_config({"data": str(h5), "model": {"d_model": 8, "blocks": 1}, "train": {"epochs": 1}})
+        runs.append(train_run(config, tmp_path / pkl.stem, registry))
+    assert read_canonical(tmp_path / "without_bert.h5").options["text_lengths"]["train"] == "text"
+    np.testing.assert_equal(runs[0].metrics, runs[1].metrics)  # NaN (an undefined metric) equals NaN here
+    assert np.isfinite(runs[0].metrics["test"]["MAE"])
 
 
 def test_non_finite_values_and_padding_are_zeroed_and_counted(runner, tmp_path):
@@ -314,7 +378,7 @@ BAD_INPUT = {
     "truncated": (_truncated, ["not a pickle, or truncated"]),
     "not a dict": (_write_bytes(pickle.dumps([1, 2])), ["/: expected a dict"]),
     "missing split": (_bad(lambda obj: obj.pop("valid")), ["valid: missing split"]),
-    "missing key": (_bad(lambda obj: obj["test"].pop("text_bert")), ["test/text_bert: missing key"]),
+    "missing key": (_bad(lambda obj: obj["test"].pop("audio")), ["test/audio: missing key"]),
     "first dims disagree": (
         _bad(_set("train", "audio", lambda obj: obj["train"]["audio"][:-1])),
         ["train/audio: 4 samples, but id has 5"],
@@ -346,7 +410,7 @@ BAD_INPUT = {
     ),
     "unaligned steps without lengths": (
         _bad(_set("train", "audio", np.zeros((5, 9, 3)))),
-        ["train/audio: 9 steps, but text_bert has 6 and there is no audio_lengths"],
+        ["train/audio: 9 steps, but text has 6 and there is no audio_lengths"],
     ),
     "array with zero strides": (_bad(_strided_bomb), ["calls numpy.ndarray(...) directly", "before allocating"]),
     "arrays sharing one buffer": (

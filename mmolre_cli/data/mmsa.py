@@ -4,8 +4,12 @@ Layout: a dict with ``train``/``valid``/``test``, each a dict of ``id`` (``"<vid
 ``raw_text``, ``text`` (N, 50, 768), ``text_bert`` (N, 3, 50: token ids, attention mask, segment
 ids), ``audio`` (N, T_a, D_a), ``vision`` (N, T_v, D_v), in unaligned files ``audio_lengths`` and
 ``vision_lengths`` (N,), ``regression_labels`` (N,), ``classification_labels`` and ``annotations``.
-Arrays may be float64. Text lengths come from the attention mask; a modality without its own
-``<m>_lengths`` (an aligned file) takes the text lengths.
+Arrays may be float64. ``text_bert`` is optional, as in MMSA's loader with BERT off (feature-only
+pickles from other extractors, GloVe or MiniLM text features). Text lengths come from its attention
+mask when present; else each clip's text runs up to its last non-zero frame; else, for a split whose
+text is all zero, from ``audio_lengths`` when audio shares the text steps. ``options["text_lengths"]``
+says which source each split used. A modality without its own ``<m>_lengths`` (an aligned file) takes
+the text lengths.
 
 Two keys that MMSA code ignores carry emotion labels through a round trip: a top-level
 ``emotions`` (list of names) and, per split, ``emotion_labels`` (N, C), NaN where unknown.
@@ -64,7 +68,13 @@ PUBLISHED = {
 # Feature dims (audio, vision) of the MMSA releases, to name a file that is not a published one.
 _DIMS = {(5, 20): "mosi", (74, 35): "mosei", (33, 709): "sims"}
 _LENGTH_KEYS = {"audio": "audio_lengths", "vision": "vision_lengths"}
-_REQUIRED = ("id", "text", "text_bert", "audio", "vision", "regression_labels")
+_REQUIRED = ("id", "text", "audio", "vision", "regression_labels")
+#: Where each split's text lengths came from (``options["text_lengths"]``).
+TEXT_LENGTH_SOURCES = {
+    "text_bert": "the text_bert attention mask",
+    "text": "the non-zero frames of text",
+    "audio_lengths": "audio_lengths",
+}
 # BERT's [UNK], [CLS] and [SEP] ids: a text_bert synthesised from lengths alone.
 _UNK, _CLS, _SEP = 100, 101, 102
 _POLARITY = np.array(["Negative", "Neutral", "Positive"], dtype=object)
@@ -72,6 +82,14 @@ _POLARITY = np.array(["Negative", "Neutral", "Positive"], dtype=object)
 PROTOCOL = 5
 # Cleaning works in slices of about this size, so that its temporaries stay small on GB-sized arrays.
 _SCAN_BYTES = 64 << 20
+
+
+def describe_text_lengths(sources: dict[str, str]) -> str:
+    """``options["text_lengths"]`` in words: one source, or each split's."""
+    named = {split: TEXT_LENGTH_SOURCES.get(source, source) for split, source in sources.items()}
+    if len(set(named.values())) == 1:
+        return f"text lengths from {next(iter(named.values()))}"
+    return "text lengths from " + "; ".join(f"{split}: {source}" for split, source in named.items())
 
 
 class ForbiddenGlobal(pickle.UnpicklingError):
@@ -329,6 +347,47 @@ def _lengths(value: object, src: str, where: str, n: int, steps: int) -> np.ndar
     return a.astype(np.int32)
 
 
+def _frames_in_use(x: np.ndarray) -> np.ndarray:
+    """Per sample, one past its last frame holding a value other than 0 (NaN counts as a value)."""
+    used = np.empty(len(x), np.int32)
+    step = max(1, _SCAN_BYTES // max(1, x[0].nbytes))
+    for start in range(0, len(x), step):
+        nonzero = (x[start : start + step] != 0).any(axis=2)  # b t
+        last = x.shape[1] - np.argmax(nonzero[:, ::-1], axis=1)
+        used[start : start + step] = np.where(nonzero.any(axis=1), last, 0)
+    return used
+
+
+def _text_lengths(part: dict, text: np.ndarray, src: str, name: str, n: int) -> tuple[np.ndarray, str]:
+    """The split's text lengths and their source (a key of TEXT_LENGTH_SOURCES)."""
+    steps = text.shape[1]
+    if "text_bert" in part:
+        text_bert = _numeric(part.pop("text_bert"), src, f"{name}/text_bert", 3, n)
+        if text_bert.shape[1] != 3:
+            raise DataError(
+                f"{src}: {name}/text_bert: expected (N, 3, L) token ids, mask, segments, got {_describe(text_bert)}"
+            )
+        if text_bert.shape[2] != steps:
+            raise DataError(f"{src}: {name}/text_bert: {text_bert.shape[2]} steps, but text has {steps}")
+        mask = text_bert[:, 1, :]
+        if not np.isin(mask, (0, 1)).all():
+            raise DataError(f"{src}: {name}/text_bert: the attention mask (row 1) holds values other than 0 and 1")
+        return np.count_nonzero(mask, axis=1).astype(np.int32), "text_bert"
+    in_use = _frames_in_use(text)
+    if in_use.any():
+        return in_use, "text"
+    key = _LENGTH_KEYS["audio"]
+    if key not in part:
+        raise DataError(f"{src}: {name}/text: all zero, and there is neither text_bert nor {key} to give text lengths")
+    audio_steps = part["audio"].shape[1] if isinstance(part.get("audio"), np.ndarray) else None
+    if audio_steps != steps:
+        raise DataError(
+            f"{src}: {name}/text: all zero and without text_bert, and {key} count {audio_steps} audio steps, "
+            f"not the {steps} text steps"
+        )
+    return _lengths(part[key], src, f"{name}/{key}", n, steps), "audio_lengths"
+
+
 def _read_split(
     part: object, name: str, src: str, emotions: list[str], dims: dict[str, tuple[str, int]], report: dict
 ) -> Split:
@@ -341,15 +400,6 @@ def _read_split(
     ids = _strings(part.pop("id"), src, f"{name}/id", None)
     n = len(ids)
     check_split_size(n, src, name)
-    text_bert = _numeric(part.pop("text_bert"), src, f"{name}/text_bert", 3, n)
-    if text_bert.shape[1] != 3:
-        raise DataError(
-            f"{src}: {name}/text_bert: expected (N, 3, L) token ids, mask, segments, got {_describe(text_bert)}"
-        )
-    mask = text_bert[:, 1, :]
-    if not np.isin(mask, (0, 1)).all():
-        raise DataError(f"{src}: {name}/text_bert: the attention mask (row 1) holds values other than 0 and 1")
-    text_lengths = np.count_nonzero(mask, axis=1).astype(np.int32)
     features, lengths = {}, {}
     for m in MODALITIES:
         where = f"{name}/{m}"
@@ -359,16 +409,18 @@ def _read_split(
         if x.shape[2] != dim:
             raise DataError(f"{src}: {where}: feature dim {x.shape[2]} differs from {first}'s {dim}")
         key = _LENGTH_KEYS.get(m)
-        if key in part:
+        if m == "text":
+            lengths[m], report["text_lengths"][name] = _text_lengths(part, x, src, name, n)
+        elif key in part:
             report["layout"] = "unaligned"
             lengths[m] = _lengths(part.pop(key), src, f"{name}/{key}", n, x.shape[1])
-        elif x.shape[1] != text_bert.shape[2]:
+        elif x.shape[1] != features["text"].shape[1]:
             raise DataError(
-                f"{src}: {where}: {x.shape[1]} steps, but text_bert has {text_bert.shape[2]}"
+                f"{src}: {where}: {x.shape[1]} steps, but text has {features['text'].shape[1]}"
                 + (f" and there is no {key}" if key else "")
             )
         else:
-            lengths[m] = text_lengths.copy()
+            lengths[m] = lengths["text"].copy()
         features[m], nonfinite, padding = _clean(x, lengths[m])
         del x  # a converted float64 original is freed here, before the next modality is converted
         report["nonfinite"][m] += nonfinite
@@ -421,6 +473,7 @@ def read_mmsa(path: str | os.PathLike, *, dataset: str | None = None) -> Canonic
         "emotion_labels": "emotions" in obj,
         "nonfinite": dict.fromkeys(MODALITIES, 0),
         "padding": dict.fromkeys(MODALITIES, 0),
+        "text_lengths": {},
     }
     dims: dict[str, tuple[str, int]] = {}
     splits = {}
@@ -446,6 +499,7 @@ def read_mmsa(path: str | os.PathLike, *, dataset: str | None = None) -> Canonic
             "sha256": sha256,
             "published": f"{published[0].upper()} {published[1]}" if published else None,
             "layout": report["layout"],
+            "text_lengths": report["text_lengths"],
             "cleaned": {"nonfinite": report["nonfinite"], "padding": report["padding"]},
         },
     )
