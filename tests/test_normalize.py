@@ -83,3 +83,21 @@ def test_normalize_is_a_config_key_and_an_option():
         build_config({"model": {"normalize": "frames"}})
     result = CliRunner().invoke(app, ["train", "--normalize", "zscore", "--epochs", "1"])
     assert_fails_cleanly(result, "model.normalize: unknown value 'zscore'", "none, frame, feature")
+
+
+def test_a_checkpoint_from_before_normalize_evaluates_as_frame(tiny_data, tmp_path, registry):
+    values = {
+        "data": str(tiny_data),
+        "model": {"d_model": 8, "blocks": 1, "normalize": "frame"},
+        "train": {"epochs": 1},
+    }
+    result = train_run(build_config(values), tmp_path / "run", registry)
+    payload = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    del payload["config"]["model"]["normalize"]  # as written at 04d032a: the LayerNorm inside each encoder
+    state = payload["state_dict"]
+    for key in [key for key in state if key.startswith("normalize.")]:
+        _, m, _, name = key.split(".")
+        state[f"encoders.{m}.norm.{name}"] = state.pop(key)
+    torch.save(payload, tmp_path / "old.pt")
+    evaluated = evaluate_checkpoint(tmp_path / "old.pt", registry, data=tiny_data)["metrics"]
+    np.testing.assert_equal(evaluated, result.metrics["test"])
