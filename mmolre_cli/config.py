@@ -42,6 +42,7 @@ class ModelConfig:
     tasks: list[str] = field(default_factory=lambda: ["sa", "er"])
     encoder: str = "linear"
     encoders: dict[str, str] = field(default_factory=dict)  # per-modality overrides of ``encoder``
+    normalize: str = "feature"  # input features before the encoders: one of NORMALIZE
     experts: ExpertConfig = field(default_factory=ExpertConfig)
     topk: int = 2
     router: str = "topk"
@@ -60,6 +61,9 @@ class ModelConfig:
 
 #: Learning-rate schedules: constant, linear warm-up then cosine decay to 0, halve on a validation plateau.
 SCHEDULES = ("constant", "cosine", "plateau")
+#: Input normalisation before the encoders: none, LayerNorm across each frame's features, or z-scores per
+#: feature with the training split's statistics (see mmolre_cli/model/normalize.py).
+NORMALIZE = ("none", "frame", "feature")
 #: Numeric precisions of the forward pass.
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -333,10 +337,15 @@ def check_ranges(config: RunConfig, source: str = "config") -> None:
         raise UsageError(f"{source}: train.seed must be in [0, {MAX_SEED}], got {train.seed}")
     if not DEVICE.fullmatch(train.device):
         raise UsageError(f"{source}: train.device: unknown device {train.device!r} (valid: cpu, cuda, cuda:N)")
-    for key, value, valid in (("schedule", train.schedule, SCHEDULES), ("precision", train.precision, PRECISIONS)):
+    choices = (
+        ("train.schedule", train.schedule, SCHEDULES),
+        ("train.precision", train.precision, PRECISIONS),
+        ("model.normalize", model.normalize, NORMALIZE),
+    )
+    for key, value, valid in choices:
         if value not in valid:
             hint = did_you_mean(value, valid)
-            raise UsageError(f"{source}: train.{key}: unknown value {value!r} (valid: {', '.join(valid)}){hint}")
+            raise UsageError(f"{source}: {key}: unknown value {value!r} (valid: {', '.join(valid)}){hint}")
 
 
 def _check_names(key: str, names: list[str], valid: tuple[str, ...] | None, source: str) -> None:

@@ -14,10 +14,17 @@ from cli_checks import assert_fails_cleanly, snapshot
 from typer.testing import CliRunner
 
 from mmolre_cli.cli.app import app
+from mmolre_cli.config import build_config
 from mmolre_cli.data import mmsa
 from mmolre_cli.data.canonical import MOSEI_EMOTIONS, SPLITS, read_canonical, write_canonical
 from mmolre_cli.data.synthetic import generate_synthetic
 from mmolre_cli.errors import DataError
+from mmolre_cli.training.trainer import train_run
+
+try:  # how NumPy pickles contiguous arrays under protocol 5
+    from numpy._core.numeric import _frombuffer
+except ImportError:  # NumPy < 2
+    from numpy.core.numeric import _frombuffer
 
 SIZES = {"train": 5, "valid": 3, "test": 4}
 
@@ -109,6 +116,68 @@ def test_unaligned_layout_round_trips_with_per_modality_lengths(tmp_path):
     assert again.options["layout"] == "unaligned"
 
 
+def test_without_text_bert_text_lengths_come_from_the_text_frames_and_are_reported(runner, tmp_path):
+    obj = mmsa_dict()
+    expected = {name: part.pop("text_bert")[:, 1].sum(axis=1).astype(int) for name, part in obj.items()}
+    text = obj["train"]["text"]
+    longest = int(np.argmax(expected["train"]))
+    text[longest, 1] = 0  # an all-zero frame inside the clip is a frame, not the end of it
+    out = tmp_path / "out.h5"
+    result = runner.invoke(app, ["prepare", "mmsa", str(dump(obj, tmp_path / "glove.pkl")), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "text lengths from the non-zero frames of text" in result.stdout
+    data = read_canonical(out)
+    assert data.options["text_lengths"] == dict.fromkeys(SPLITS, "text")
+    for name in SPLITS:
+        for m in ("text", "audio", "vision"):  # aligned: audio and vision take the text lengths
+            np.testing.assert_array_equal(data.splits[name].lengths[m], expected[name])
+    info = runner.invoke(app, ["data", "info", str(out)])
+    assert "text lengths from the non-zero frames of text" in info.stdout
+    with_bert = mmsa.read_mmsa(dump(mmsa_dict(), tmp_path / "bert.pkl"))
+    assert mmsa.describe_text_lengths(with_bert.options["text_lengths"]) == (
+        "text lengths from the text_bert attention mask"
+    )
+
+
+def test_all_zero_text_takes_audio_lengths_when_audio_shares_its_steps(tmp_path):
+    obj = mmsa_dict()
+    for part in obj.values():
+        del part["text_bert"]
+        part["text"][:] = 0
+    with pytest.raises(DataError, match="train/text: all zero, and there is neither text_bert nor audio_lengths"):
+        mmsa.read_mmsa(dump(obj, tmp_path / "a.pkl"))
+    lengths = {name: np.arange(len(part["id"])) % 7 for name, part in obj.items()}
+    for name, part in obj.items():
+        part["audio_lengths"] = lengths[name]
+    obj["test"]["text"][0, 0, 0] = 1.0  # this split has text to count
+    data = mmsa.read_mmsa(dump(obj, tmp_path / "b.pkl"))
+    assert data.options["text_lengths"] == {"train": "audio_lengths", "valid": "audio_lengths", "test": "text"}
+    np.testing.assert_array_equal(data.splits["train"].lengths["text"], lengths["train"])
+    assert data.splits["test"].lengths["text"][0] == 1
+    assert mmsa.describe_text_lengths(data.options["text_lengths"]) == (
+        "text lengths from train: audio_lengths; valid: audio_lengths; test: the non-zero frames of text"
+    )
+
+
+def test_training_without_text_bert_matches_training_with_it(runner, tmp_path, registry):
+    source = write_canonical(generate_synthetic("mosei", scale=0.002, seed=3, seq_len=6), tmp_path / "syn.h5")
+    with_bert = tmp_path / "with_bert.pkl"
+    assert runner.invoke(app, ["export", "mmsa", str(source), "--out", str(with_bert)]).exit_code == 0
+    obj = pickle.loads(with_bert.read_bytes())
+    for name in SPLITS:
+        del obj[name]["text_bert"]
+    without = dump(obj, tmp_path / "without_bert.pkl")
+    runs = []
+    for pkl in (without, with_bert):
+        h5 = tmp_path / f"{pkl.stem}.h5"
+        assert runner.invoke(app, ["prepare", "mmsa", str(pkl), "--out", str(h5)]).exit_code == 0
+        config = build_config({"data": str(h5), "model": {"d_model": 8, "blocks": 1}, "train": {"epochs": 1}})
+        runs.append(train_run(config, tmp_path / pkl.stem, registry))
+    assert read_canonical(tmp_path / "without_bert.h5").options["text_lengths"]["train"] == "text"
+    np.testing.assert_equal(runs[0].metrics, runs[1].metrics)  # NaN (an undefined metric) equals NaN here
+    assert np.isfinite(runs[0].metrics["test"]["MAE"])
+
+
 def test_non_finite_values_and_padding_are_zeroed_and_counted(runner, tmp_path):
     obj = mmsa_dict()
     audio = obj["train"]["audio"]
@@ -148,10 +217,15 @@ def test_the_restricted_unpickler_admits_numpy_and_plain_containers(tmp_path, pr
         "scalar": np.float32(1.5),
         "dtype": np.dtype("int16"),
         "plain": [1, 2.0, "s", b"b", (None, True), {3}, frozenset({4})],
+        "ragged": np.array([np.zeros(2), np.arange(3.0)], dtype=object),
+        "arrays": [np.ones((2, 1)), np.array(["c"], dtype=object)],
     }
     loaded, digest = mmsa.load_pickle(dump(obj, tmp_path / "p.pkl", protocol))
     assert digest == hashlib.sha256((tmp_path / "p.pkl").read_bytes()).hexdigest()
     np.testing.assert_array_equal(loaded["f"], obj["f"])
+    for got, expected in zip([*loaded["ragged"], *loaded["arrays"]], [*obj["ragged"], *obj["arrays"]], strict=True):
+        assert type(got) is np.ndarray  # nested arrays come out as arrays, not as what built them
+        np.testing.assert_array_equal(got, expected)
     assert list(loaded["o"]) == ["a", "b"] and loaded["u"][0] == "xy"
     assert loaded["scalar"] == np.float32(1.5) and loaded["dtype"] == np.dtype("int16")
     assert loaded["plain"] == obj["plain"]
@@ -187,6 +261,15 @@ def test_a_pickle_naming_another_global_is_refused_before_it_runs(runner, tmp_pa
     assert created.exists()
     with pytest.raises(DataError, match="numpy.load"):
         mmsa.load_pickle(dump(_CallsNumpy(), tmp_path / "np.pkl"))
+
+
+def test_an_array_built_by_ndarray_new_is_refused_before_allocating(tmp_path):
+    # NEWOBJ calls numpy.ndarray.__new__(numpy.ndarray, (2**40,), object): 8 TiB of pointers, filled.
+    args = pickle.dumps(((2**40,), np.dtype(object)), protocol=2)[2:-1]
+    path = tmp_path / "newobj.pkl"
+    path.write_bytes(b"\x80\x02cnumpy\nndarray\n" + args + pickle.NEWOBJ + pickle.STOP)
+    with pytest.raises(DataError, match=r"calls numpy.ndarray\(...\) directly.*before allocating"):
+        mmsa.load_pickle(path)
 
 
 def _bad(mutate):
@@ -227,7 +310,8 @@ def _set_id(split: str, index: int, value: str):
 
 
 class _StridedBomb:
-    """An (n, 10**7, 10**7) float32 array, 400 TB per sample, made of 4 bytes by zero strides."""
+    """An (n, 10**7, 10**7) float32 array, 400 TB per sample, made of 4 bytes by zero strides (numpy.ndarray
+    called directly)."""
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -237,19 +321,39 @@ class _StridedBomb:
 
 
 class _SharedBuffer:
-    """A 64 KiB array over a buffer that the pickle stores once and every such array shares."""
+    """A 64 KiB array over a buffer that the pickle stores once and every such array shares (NumPy's own
+    ``_frombuffer``, as protocol 5 writes arrays)."""
 
     BUFFER = b"\0" * (1 << 16)
 
     def __reduce__(self):
-        return (np.ndarray, ((1 << 14,), np.dtype("f4"), self.BUFFER))
+        return (_frombuffer, (self.BUFFER, np.dtype("f4"), (1 << 14,), "C"))
 
 
 class _Huge:
-    """An uninitialised array of 4 EiB, more than any machine can allocate."""
+    """An uninitialised array of 4 EiB, more than any machine can allocate, reconstructed at full shape."""
 
     def __reduce__(self):
         return (mmsa._multiarray._reconstruct, (np.ndarray, (2**62,), b"b"))
+
+
+class _ObjectArray:
+    """An object array of 2**40 elements (8 TiB of pointers) from ``numpy.ndarray(shape, object)``, which
+    allocates and fills before any check."""
+
+    def __reduce__(self):
+        return (np.ndarray, ((2**40,), np.dtype(object)))
+
+
+class _ShortObjectState:
+    """An object array whose state claims ``shape`` but lists 2 items: NumPy reads past the list (a crash)."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def __reduce__(self):
+        state = (1, self.shape, np.dtype(object), False, ["a", "b"])
+        return (mmsa._multiarray._reconstruct, (np.ndarray, (0,), b"b"), state)
 
 
 def _strided_bomb(obj):
@@ -274,7 +378,7 @@ BAD_INPUT = {
     "truncated": (_truncated, ["not a pickle, or truncated"]),
     "not a dict": (_write_bytes(pickle.dumps([1, 2])), ["/: expected a dict"]),
     "missing split": (_bad(lambda obj: obj.pop("valid")), ["valid: missing split"]),
-    "missing key": (_bad(lambda obj: obj["test"].pop("text_bert")), ["test/text_bert: missing key"]),
+    "missing key": (_bad(lambda obj: obj["test"].pop("audio")), ["test/audio: missing key"]),
     "first dims disagree": (
         _bad(_set("train", "audio", lambda obj: obj["train"]["audio"][:-1])),
         ["train/audio: 4 samples, but id has 5"],
@@ -306,19 +410,28 @@ BAD_INPUT = {
     ),
     "unaligned steps without lengths": (
         _bad(_set("train", "audio", np.zeros((5, 9, 3)))),
-        ["train/audio: 9 steps, but text_bert has 6 and there is no audio_lengths"],
+        ["train/audio: 9 steps, but text has 6 and there is no audio_lengths"],
     ),
-    "array with zero strides": (
-        _bad(_strided_bomb),
-        ["train/vision: refused a float32 (5, 10000000, 10000000) array", "but the file has"],
-    ),
+    "array with zero strides": (_bad(_strided_bomb), ["calls numpy.ndarray(...) directly", "before allocating"]),
     "arrays sharing one buffer": (
         _bad(_set("train", "audio", [_SharedBuffer() for _ in range(100)])),
-        ["train/audio[1]: refused a float32 (16384,) array"],
+        ["train/audio[1]: refused a float32 (16384,) array", "but the file has"],
     ),
-    "array too large to allocate": (
+    "array reconstructed at full size": (
         _bad(_set("test", "text", _Huge())),
-        ["not enough memory to load it (Unable to allocate 4.00 EiB"],
+        ["reconstructs a non-empty array of shape (4611686018427387904,)", "before allocating"],
+    ),
+    "object array called into being": (
+        _bad(_set("test", "raw_text", _ObjectArray())),
+        ["calls numpy.ndarray(...) directly", "before allocating"],
+    ),
+    "object array state shorter than its shape": (
+        _bad(_set("train", "raw_text", _ShortObjectState((5,)))),
+        ["an object array of shape (5,) whose state holds 2 items", "before allocating"],
+    ),
+    "object array state of 2**40 items": (
+        _bad(_set("train", "raw_text", _ShortObjectState((2**40,)))),
+        ["an object array of shape (1099511627776,) whose state holds 2 items"],
     ),
     "zero time steps": (_bad(_no_steps), ["train/audio: zero time steps"]),
     "zero feature dimensions": (

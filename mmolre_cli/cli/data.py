@@ -57,6 +57,11 @@ def info(
     for label, values in rows.items():
         table.add_row(label, *values)
     console.print(table)
+    text_lengths = data.options.get("text_lengths") if isinstance(data.options, dict) else None
+    if isinstance(text_lengths, dict) and text_lengths:
+        from mmolre_cli.data.mmsa import describe_text_lengths
+
+        console.print(describe_text_lengths(text_lengths), highlight=False)
     cleaned = data.options.get("cleaned") if isinstance(data.options, dict) else None
     if cleaned:
         parts = "; ".join(_cleaned(what, counts) for what, counts in cleaned.items())

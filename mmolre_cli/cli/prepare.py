@@ -70,7 +70,7 @@ def mmsa(
 ) -> None:
     """Convert an MMSA toolkit pickle, loaded with an unpickler that admits only NumPy arrays."""
     from mmolre_cli.data.canonical import write_canonical
-    from mmolre_cli.data.mmsa import read_mmsa
+    from mmolre_cli.data.mmsa import describe_text_lengths, read_mmsa
 
     check_out(out, force, file)
     data = read_mmsa(file, dataset=dataset)
@@ -78,6 +78,7 @@ def mmsa(
         console.print(f"recognised the published MMSA file {data.options['published']} (SHA-256)", highlight=False)
     write_canonical(data, out, force=force)
     _report(data, out)
+    console.print(describe_text_lengths(data.options["text_lengths"]), highlight=False)
 
 
 @prepare_app.command("csd")

@@ -37,6 +37,7 @@ from mmolre_cli.cli.common import (
     warn,
 )
 from mmolre_cli.config import (
+    NORMALIZE,
     PRECISIONS,
     SCHEDULES,
     RunConfig,
@@ -82,6 +83,7 @@ def cli_overrides(
     precision: str | None = None,
     tune_thresholds: bool | None = None,
     deterministic: bool | None = None,
+    normalize: str | None = None,
 ) -> dict[str, Any]:
     """The flags a user gave, as a partial config (flags left out do not override the file)."""
     model: dict[str, Any] = {
@@ -89,6 +91,7 @@ def cli_overrides(
         "router": router,
         "fusion": fusion,
         "d_model": d_model,
+        "normalize": normalize,
         "tasks": parse_list(tasks, "--tasks") if tasks is not None else None,
         "modalities": parse_list(modalities, "--modalities") if modalities is not None else None,
     }
@@ -188,6 +191,11 @@ def train(
     tasks: TasksOption = None,
     modalities: ModalitiesOption = None,
     d_model: DModelOption = None,
+    normalize: str | None = typer.Option(
+        None,
+        help=f"Input features before the encoders: {', '.join(NORMALIZE)} (default feature: z-scores per feature "
+        "from the training split).",
+    ),
     epochs: int | None = typer.Option(None, help="Maximum epochs (early stopping on the --select metric)."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Mini-batch size (over all processes)."),
     lr: float | None = typer.Option(None, help="Learning rate (AdamW)."),
@@ -230,6 +238,7 @@ def train(
         device=device, weight_decay=weight_decay, patience=patience, grad_clip=grad_clip, select=select,
         schedule=schedule, warmup_epochs=warmup_epochs, precision=precision, tune_thresholds=tune_thresholds,
         deterministic=deterministic,
+        normalize=normalize,
     )  # fmt: skip
     seed_list = parse_seeds(seeds) if seeds is not None else None
     if seed_list and seed is not None:

@@ -4,16 +4,22 @@ Layout: a dict with ``train``/``valid``/``test``, each a dict of ``id`` (``"<vid
 ``raw_text``, ``text`` (N, 50, 768), ``text_bert`` (N, 3, 50: token ids, attention mask, segment
 ids), ``audio`` (N, T_a, D_a), ``vision`` (N, T_v, D_v), in unaligned files ``audio_lengths`` and
 ``vision_lengths`` (N,), ``regression_labels`` (N,), ``classification_labels`` and ``annotations``.
-Arrays may be float64. Text lengths come from the attention mask; a modality without its own
-``<m>_lengths`` (an aligned file) takes the text lengths.
+Arrays may be float64. ``text_bert`` is optional, as in MMSA's loader with BERT off (feature-only
+pickles from other extractors, GloVe or MiniLM text features). Text lengths come from its attention
+mask when present; else each clip's text runs up to its last non-zero frame; else, for a split whose
+text is all zero, from ``audio_lengths`` when audio shares the text steps. ``options["text_lengths"]``
+says which source each split used. A modality without its own ``<m>_lengths`` (an aligned file) takes
+the text lengths.
 
 Two keys that MMSA code ignores carry emotion labels through a round trip: a top-level
 ``emotions`` (list of names) and, per split, ``emotion_labels`` (N, C), NaN where unknown.
 Without them (every published file) the emotions are the MOSEI six, all unknown.
 
 A pickle can run code when loaded, so :func:`load_pickle` admits only NumPy arrays, dtypes and
-scalars and plain containers: a pickle naming any other global is refused before anything runs, and
-arrays that claim more data than the file holds are refused before anything reads them.
+scalars and plain containers: a pickle naming any other global is refused before anything runs. Arrays
+are admitted only in the two forms NumPy writes (an empty ``_reconstruct`` filled by its state, or
+``_frombuffer``), each checked before NumPy allocates it; a direct ``numpy.ndarray(...)`` call is
+refused. Arrays that claim more data than the file holds are refused before anything reads them.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import io
+import math
 import os
 import pickle
 from collections import deque
@@ -61,7 +68,13 @@ PUBLISHED = {
 # Feature dims (audio, vision) of the MMSA releases, to name a file that is not a published one.
 _DIMS = {(5, 20): "mosi", (74, 35): "mosei", (33, 709): "sims"}
 _LENGTH_KEYS = {"audio": "audio_lengths", "vision": "vision_lengths"}
-_REQUIRED = ("id", "text", "text_bert", "audio", "vision", "regression_labels")
+_REQUIRED = ("id", "text", "audio", "vision", "regression_labels")
+#: Where each split's text lengths came from (``options["text_lengths"]``).
+TEXT_LENGTH_SOURCES = {
+    "text_bert": "the text_bert attention mask",
+    "text": "the non-zero frames of text",
+    "audio_lengths": "audio_lengths",
+}
 # BERT's [UNK], [CLS] and [SEP] ids: a text_bert synthesised from lengths alone.
 _UNK, _CLS, _SEP = 100, 101, 102
 _POLARITY = np.array(["Negative", "Neutral", "Positive"], dtype=object)
@@ -69,6 +82,14 @@ _POLARITY = np.array(["Negative", "Neutral", "Positive"], dtype=object)
 PROTOCOL = 5
 # Cleaning works in slices of about this size, so that its temporaries stay small on GB-sized arrays.
 _SCAN_BYTES = 64 << 20
+
+
+def describe_text_lengths(sources: dict[str, str]) -> str:
+    """``options["text_lengths"]`` in words: one source, or each split's."""
+    named = {split: TEXT_LENGTH_SOURCES.get(source, source) for split, source in sources.items()}
+    if len(set(named.values())) == 1:
+        return f"text lengths from {next(iter(named.values()))}"
+    return "text lengths from " + "; ".join(f"{split}: {source}" for split, source in named.items())
 
 
 class ForbiddenGlobal(pickle.UnpicklingError):
@@ -82,18 +103,65 @@ def _encode_latin1(text: str, encoding: str) -> bytes:
     return text.encode("latin1")
 
 
+class RefusedArray(pickle.UnpicklingError):
+    """A pickle builds an array in a way NumPy never writes, or with a state that does not fit it."""
+
+
+class _ArrayClass:
+    """Stands for ``numpy.ndarray`` in a pickle: what ``_reconstruct`` names, but not constructible, since
+    ``numpy.ndarray(shape, object)`` would allocate (and fill) an array of any size before any check."""
+
+    def __new__(cls, *args, **kwargs):
+        raise RefusedArray("the pickle calls numpy.ndarray(...) directly (NumPy never writes that)")
+
+
+class _PendingArray:
+    """What ``_reconstruct`` returns: the array NumPy would build, once its state (pickle's BUILD) is checked.
+    :func:`_resolve_arrays` puts ``array`` in its place after loading."""
+
+    __slots__ = ("array",)
+    __hash__ = None  # unhashable, as an array is
+
+    def __init__(self) -> None:
+        self.array = _multiarray._reconstruct(np.ndarray, (0,), b"b")
+
+    def __setstate__(self, state: object) -> None:
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise RefusedArray(f"an array state that is not NumPy's ({type(state).__name__})")
+        shape, dtype, _, data = state[-4:]
+        shape = (shape,) if isinstance(shape, int) else shape
+        if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
+            raise RefusedArray(f"an array state with the shape {shape!r}")
+        if isinstance(dtype, np.dtype) and dtype.hasobject:
+            # NumPy allocates the whole shape for an object array and reads as many items as it has: a
+            # shorter list would make it read past the list's end.
+            if dtype != np.dtype(object) or not isinstance(data, list) or len(data) != math.prod(shape):
+                count = len(data) if isinstance(data, list) else type(data).__name__
+                raise RefusedArray(f"an object array of shape {shape} whose state holds {count} items")
+        self.array.__setstate__(state)
+
+
+def _reconstruct(subtype: object, shape: object, dtype: object) -> _PendingArray:
+    # NumPy writes _reconstruct(ndarray, (0,), b"b") and then the array's state; a non-empty shape
+    # would allocate that array here, before anything can check it.
+    shape = (shape,) if isinstance(shape, int) else shape
+    if subtype is not _ArrayClass or not (isinstance(shape, tuple) and 0 in shape):
+        raise RefusedArray(f"the pickle reconstructs a non-empty array of shape {shape!r} (NumPy writes (0,))")
+    return _PendingArray()
+
+
 _CONTAINERS = ("set", "frozenset")  # the plain containers that pickles build through a global
 _ALLOWED = {
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _ArrayClass,
     ("numpy", "dtype"): np.dtype,
     # Protocols below 3 write Python 2's module names.
     **{(module, name): getattr(builtins, name) for module in ("builtins", "__builtin__") for name in _CONTAINERS},
     ("_codecs", "encode"): _encode_latin1,
     # NumPy 2 moved numpy.core to numpy._core; pickles name either.
     **{
-        (f"{package}.multiarray", name): getattr(_multiarray, name)
+        (f"{package}.multiarray", name): value
         for package in ("numpy.core", "numpy._core")
-        for name in ("_reconstruct", "scalar")
+        for name, value in (("_reconstruct", _reconstruct), ("scalar", _multiarray.scalar))
     },
     **{(f"{package}.numeric", "_frombuffer"): _numeric._frombuffer for package in ("numpy.core", "numpy._core")},
 }
@@ -131,10 +199,12 @@ def _check_input(path: Path) -> None:
         raise DataError(f"{path}: is a directory, not a file")
 
 
-def _check_array_sizes(obj: object, path: Path, size: int) -> None:
-    """Refuse the array at which the arrays in ``obj`` claim more bytes than the file's ``size``: zero or
-    overlapping strides, or one buffer shared, let a few pickled bytes pose as terabytes. Arrays of
-    Python objects count through their items."""
+def _resolve_arrays(obj: object, path: Path, size: int) -> object:
+    """``obj`` with each pending array replaced by its array, refusing the array at which the arrays
+    claim more bytes than the file's ``size``: overlapping buffers let a few pickled bytes pose as
+    terabytes. Arrays of Python objects count through their items."""
+    if isinstance(obj, _PendingArray):
+        obj = obj.array
     total, seen = 0, set()
     queue = deque([("", obj)])  # a queue, not recursion: a pickle can nest lists deeper than Python recurses
     while queue:
@@ -143,18 +213,31 @@ def _check_array_sizes(obj: object, path: Path, size: int) -> None:
             continue
         seen.add(id(value))
         if isinstance(value, dict):
-            queue.extend((f"{key}/{k}" if key else str(k), v) for k, v in value.items())
+            children = [(f"{key}/{k}" if key else str(k), k, v) for k, v in value.items()]
         elif isinstance(value, list | tuple):
-            queue.extend((f"{key}[{i}]", v) for i, v in enumerate(value))
+            children = [(f"{key}[{i}]", i, v) for i, v in enumerate(value)]
         elif isinstance(value, np.ndarray) and value.dtype.hasobject:
-            queue.extend((f"{key}[{i}]", v) for i, v in enumerate(value.flat))
-        elif isinstance(value, np.ndarray):
+            children = [(f"{key}[{i}]", i, v) for i, v in enumerate(value.flat)]
+        else:
+            children = []
+        for where, place, child in children:
+            if isinstance(child, _PendingArray):
+                if isinstance(value, tuple):
+                    raise DataError(f"{path}: {where}: an array inside a tuple (MMSA pickles hold none)")
+                child = child.array
+                if isinstance(value, np.ndarray):
+                    value.flat[place] = child
+                else:
+                    value[place] = child
+            queue.append((where, child))
+        if isinstance(value, np.ndarray) and not value.dtype.hasobject:
             total += value.nbytes
             if total > size:
                 raise DataError(
                     f"{path}: {key or '/'}: refused a {_describe(value)} array: the arrays up to it claim "
-                    f"{total:,} bytes, but the file has {size:,} (zero or overlapping strides?)"
+                    f"{total:,} bytes, but the file has {size:,} (overlapping buffers?)"
                 )
+    return obj
 
 
 def load_pickle(path: str | os.PathLike) -> tuple[object, str]:
@@ -172,6 +255,8 @@ def load_pickle(path: str | os.PathLike) -> tuple[object, str]:
             while f.read(1 << 20):  # hash whatever follows the pickle, too
                 pass
             size = os.fstat(raw.fileno()).st_size
+    except RefusedArray as e:
+        raise DataError(f"{path}: {e}; refused before allocating it") from None
     except ForbiddenGlobal as e:
         raise DataError(
             f"{path}: pickle names the global {e}; refused before running anything "
@@ -184,8 +269,7 @@ def load_pickle(path: str | os.PathLike) -> tuple[object, str]:
     except Exception as e:
         # Only allow-listed callables can run, so whatever else fails is a damaged or foreign file.
         raise DataError(f"{path}: not a pickle, or truncated ({first_line(e)})") from None
-    _check_array_sizes(obj, path, size)
-    return obj, digest.hexdigest()
+    return _resolve_arrays(obj, path, size), digest.hexdigest()
 
 
 def _strings(value: object, src: str, where: str, n: int | None) -> np.ndarray:
@@ -263,6 +347,47 @@ def _lengths(value: object, src: str, where: str, n: int, steps: int) -> np.ndar
     return a.astype(np.int32)
 
 
+def _frames_in_use(x: np.ndarray) -> np.ndarray:
+    """Per sample, one past its last frame holding a value other than 0 (NaN counts as a value)."""
+    used = np.empty(len(x), np.int32)
+    step = max(1, _SCAN_BYTES // max(1, x[0].nbytes))
+    for start in range(0, len(x), step):
+        nonzero = (x[start : start + step] != 0).any(axis=2)  # b t
+        last = x.shape[1] - np.argmax(nonzero[:, ::-1], axis=1)
+        used[start : start + step] = np.where(nonzero.any(axis=1), last, 0)
+    return used
+
+
+def _text_lengths(part: dict, text: np.ndarray, src: str, name: str, n: int) -> tuple[np.ndarray, str]:
+    """The split's text lengths and their source (a key of TEXT_LENGTH_SOURCES)."""
+    steps = text.shape[1]
+    if "text_bert" in part:
+        text_bert = _numeric(part.pop("text_bert"), src, f"{name}/text_bert", 3, n)
+        if text_bert.shape[1] != 3:
+            raise DataError(
+                f"{src}: {name}/text_bert: expected (N, 3, L) token ids, mask, segments, got {_describe(text_bert)}"
+            )
+        if text_bert.shape[2] != steps:
+            raise DataError(f"{src}: {name}/text_bert: {text_bert.shape[2]} steps, but text has {steps}")
+        mask = text_bert[:, 1, :]
+        if not np.isin(mask, (0, 1)).all():
+            raise DataError(f"{src}: {name}/text_bert: the attention mask (row 1) holds values other than 0 and 1")
+        return np.count_nonzero(mask, axis=1).astype(np.int32), "text_bert"
+    in_use = _frames_in_use(text)
+    if in_use.any():
+        return in_use, "text"
+    key = _LENGTH_KEYS["audio"]
+    if key not in part:
+        raise DataError(f"{src}: {name}/text: all zero, and there is neither text_bert nor {key} to give text lengths")
+    audio_steps = part["audio"].shape[1] if isinstance(part.get("audio"), np.ndarray) else None
+    if audio_steps != steps:
+        raise DataError(
+            f"{src}: {name}/text: all zero and without text_bert, and {key} count {audio_steps} audio steps, "
+            f"not the {steps} text steps"
+        )
+    return _lengths(part[key], src, f"{name}/{key}", n, steps), "audio_lengths"
+
+
 def _read_split(
     part: object, name: str, src: str, emotions: list[str], dims: dict[str, tuple[str, int]], report: dict
 ) -> Split:
@@ -275,15 +400,6 @@ def _read_split(
     ids = _strings(part.pop("id"), src, f"{name}/id", None)
     n = len(ids)
     check_split_size(n, src, name)
-    text_bert = _numeric(part.pop("text_bert"), src, f"{name}/text_bert", 3, n)
-    if text_bert.shape[1] != 3:
-        raise DataError(
-            f"{src}: {name}/text_bert: expected (N, 3, L) token ids, mask, segments, got {_describe(text_bert)}"
-        )
-    mask = text_bert[:, 1, :]
-    if not np.isin(mask, (0, 1)).all():
-        raise DataError(f"{src}: {name}/text_bert: the attention mask (row 1) holds values other than 0 and 1")
-    text_lengths = np.count_nonzero(mask, axis=1).astype(np.int32)
     features, lengths = {}, {}
     for m in MODALITIES:
         where = f"{name}/{m}"
@@ -293,16 +409,18 @@ def _read_split(
         if x.shape[2] != dim:
             raise DataError(f"{src}: {where}: feature dim {x.shape[2]} differs from {first}'s {dim}")
         key = _LENGTH_KEYS.get(m)
-        if key in part:
+        if m == "text":
+            lengths[m], report["text_lengths"][name] = _text_lengths(part, x, src, name, n)
+        elif key in part:
             report["layout"] = "unaligned"
             lengths[m] = _lengths(part.pop(key), src, f"{name}/{key}", n, x.shape[1])
-        elif x.shape[1] != text_bert.shape[2]:
+        elif x.shape[1] != features["text"].shape[1]:
             raise DataError(
-                f"{src}: {where}: {x.shape[1]} steps, but text_bert has {text_bert.shape[2]}"
+                f"{src}: {where}: {x.shape[1]} steps, but text has {features['text'].shape[1]}"
                 + (f" and there is no {key}" if key else "")
             )
         else:
-            lengths[m] = text_lengths.copy()
+            lengths[m] = lengths["text"].copy()
         features[m], nonfinite, padding = _clean(x, lengths[m])
         del x  # a converted float64 original is freed here, before the next modality is converted
         report["nonfinite"][m] += nonfinite
@@ -355,6 +473,7 @@ def read_mmsa(path: str | os.PathLike, *, dataset: str | None = None) -> Canonic
         "emotion_labels": "emotions" in obj,
         "nonfinite": dict.fromkeys(MODALITIES, 0),
         "padding": dict.fromkeys(MODALITIES, 0),
+        "text_lengths": {},
     }
     dims: dict[str, tuple[str, int]] = {}
     splits = {}
@@ -380,6 +499,7 @@ def read_mmsa(path: str | os.PathLike, *, dataset: str | None = None) -> Canonic
             "sha256": sha256,
             "published": f"{published[0].upper()} {published[1]}" if published else None,
             "layout": report["layout"],
+            "text_lengths": report["text_lengths"],
             "cleaned": {"nonfinite": report["nonfinite"], "padding": report["padding"]},
         },
     )

@@ -1,6 +1,7 @@
 """Unimodal encoders: pre-extracted features (B, T, D_m) → (B, T, d), zero at padded positions.
 
 Each zeroes padded input frames first, so that no value there (NaN or inf included) enters a computation.
+They receive features already normalised as ``model.normalize`` says (mmolre_cli/model/normalize.py).
 """
 
 import math
@@ -12,16 +13,15 @@ from mmolre_cli.model.masking import attendable, zero_padding
 
 
 class LinearEncoder(nn.Module):
-    """Normalise each frame's features, then project them to the model width."""
+    """Project each frame's features to the model width."""
 
     def __init__(self, input_dim: int, d_model: int, dropout: float = 0.1):
         super().__init__()
-        self.norm = nn.LayerNorm(input_dim)
         self.project = nn.Linear(input_dim, d_model)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        return zero_padding(self.dropout(self.project(self.norm(zero_padding(x, mask)))), mask)
+        return zero_padding(self.dropout(self.project(zero_padding(x, mask))), mask)
 
 
 def sinusoidal_positions(length: int, d_model: int, device: torch.device) -> Tensor:
@@ -57,14 +57,13 @@ class LSTMEncoder(nn.Module):
 
     def __init__(self, input_dim: int, d_model: int, dropout: float = 0.1):
         super().__init__()
-        self.norm = nn.LayerNorm(input_dim)
         self.lstm = nn.LSTM(input_dim, d_model, batch_first=True, bidirectional=True)
         self.project = nn.Linear(2 * d_model, d_model)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         lengths = mask.sum(1).clamp(min=1).cpu()
-        x = self.norm(zero_padding(x, mask))
+        x = zero_padding(x, mask)
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from mmolre_cli.config import ModelConfig
 from mmolre_cli.model.heads import make_head
 from mmolre_cli.model.masking import lengths_to_mask
+from mmolre_cli.model.normalize import build_input_norms
 from mmolre_cli.model.routers import Route
 from mmolre_cli.model.unitse import UniTSE, UniTSEBlock
 from mmolre_cli.plugins.registry import Registry
@@ -73,6 +74,7 @@ class MMoLRE(nn.Module):
         self.tasks = list(config.tasks)
         self.modalities = resolve_modalities(config, signature)
         d, dropout = config.d_model, config.dropout
+        self.normalize = build_input_norms(config.normalize, signature.input_dims, self.modalities)
         self.encoders = build_encoders(config, signature, registry, self.modalities)
         self.unitse = (
             nn.ModuleDict({m: UniTSE([self._block(registry) for _ in range(config.blocks)]) for m in self.modalities})
@@ -111,7 +113,7 @@ class MMoLRE(nn.Module):
         n_tasks = len(self.tasks)
         per_task, routes = {}, {}
         for m in self.modalities:
-            encoded = self.encoders[m](features[m], masks[m])  # b t d
+            encoded = self.encoders[m](self.normalize[m](features[m], masks[m]), masks[m])  # b t d
             h = encoded.unsqueeze(0).expand(n_tasks, *encoded.shape)  # τ b t d: every task starts equal
             if self.unitse is not None:
                 h, block_routes = self.unitse[m](h, masks[m])

@@ -86,7 +86,7 @@ def hf_text_encoder(model: str | None):
 
 @hookimpl
 def register_encoders(register):
-    register("linear", linear_encoder, "LayerNorm + linear projection (pre-extracted features)")
+    register("linear", linear_encoder, "linear projection (pre-extracted features)")
     register("transformer", transformer_encoder, "projection + one pre-norm Transformer layer")
     register("lstm", lstm_encoder, "bidirectional LSTM over valid frames")
 

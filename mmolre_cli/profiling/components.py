@@ -20,7 +20,7 @@ _BLOCK_PARTS = {
 def locate(path: str) -> tuple[str, str | None, int | None, str]:
     """A parameter or module path of MMoLRE → (group, modality, block, the component's own path)."""
     parts = path.split(".")
-    if parts[0] == "encoders" and len(parts) > 1:
+    if parts[0] in ("encoders", "normalize") and len(parts) > 1:  # input normalisation counts with its encoder
         return "encoders", parts[1], None, ".".join(parts[:2])
     if parts[0] == "unitse" and len(parts) > 4 and parts[2] == "blocks" and parts[4] in _BLOCK_PARTS:
         return _BLOCK_PARTS[parts[4]], parts[1], int(parts[3]), ".".join(parts[:5])

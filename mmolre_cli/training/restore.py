@@ -28,12 +28,39 @@ from mmolre_cli.training.trainer import build_model, data_path, write_json_atomi
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
+def _from_before_normalize(payload: dict[str, Any], path: Path) -> None:
+    """Upgrade in place a checkpoint written before ``model.normalize`` (the code at 04d032a and earlier), whose
+    built-in encoders applied LayerNorm to each frame themselves: that is ``normalize: frame``, with the
+    LayerNorm's weights moved to ``normalize.<m>.norm``; plugin encoders alone mean ``normalize: none``."""
+    model = payload.get("config", {}).get("model")
+    if not isinstance(model, dict) or "normalize" in model or not isinstance(payload.get("state_dict"), dict):
+        return
+    state, modalities = payload["state_dict"], model.get("modalities") or []
+    moved = {
+        key: f"normalize.{m}.norm.{key[len(prefix) :]}"
+        for m in modalities
+        for prefix in (f"encoders.{m}.norm.", f"encoders.{m}.input.norm.")  # linear and lstm; transformer
+        for key in state
+        if key.startswith(prefix)
+    }
+    normed = {new.split(".")[1] for new in moved.values()}
+    if normed and normed != set(modalities):
+        raise CheckpointError(
+            f"{path}: written before model.normalize, with built-in encoders for {', '.join(sorted(normed))} only; "
+            "it cannot be evaluated by this version (retrain it)"
+        )
+    model["normalize"] = "frame" if normed else "none"
+    for old, new in moved.items():
+        state[new] = state.pop(old)
+
+
 def restore_model(run_or_checkpoint: Path, registry: Registry) -> tuple[nn.Module, dict[str, Any]]:
     """The trained model (in eval mode) and its checkpoint payload."""
     path = find_checkpoint(run_or_checkpoint)
     if path.name == LAST_NAME:
         raise CheckpointError(f"{path}: holds what resuming needs, not a model to evaluate; eval {CHECKPOINT_NAME}")
     payload = load_checkpoint(path)
+    _from_before_normalize(payload, path)
     try:
         config = build_config(payload["config"], source="config")
         signature = DataSignature(**payload["signature"])

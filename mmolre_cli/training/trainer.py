@@ -34,6 +34,7 @@ from mmolre_cli.model import DataSignature, ModelOutput, emotion_pos_weight, mul
 from mmolre_cli.model.build import build_model as build_architecture
 from mmolre_cli.model.build import resolve_model
 from mmolre_cli.model.loss import SplitLoss, combine, labelled
+from mmolre_cli.model.normalize import fit_statistics
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.training import distributed
 from mmolre_cli.training.batches import Batch, TensorSplit
@@ -233,7 +234,11 @@ def train_run(
         raise CheckpointError(f"{out_dir / LAST_NAME}: written with another config than {out_dir / CONFIG_NAME}")
 
     seed_everything(train_cfg.seed)
-    model = build_model(config, signature, registry).to(device)
+    model = build_model(config, signature, registry)
+    # Statistics of the training split's valid frames only; buffers, so checkpoints carry them to evaluation.
+    train_split = data.splits["train"]
+    constant = fit_statistics(model.normalize, train_split.features, train_split.lengths)
+    model.to(device)
     splits = {name: TensorSplit.from_split(data.splits[name], config.model.modalities) for name in data.splits}
     train = splits["train"]
     if len(train) < context.world:
@@ -413,6 +418,8 @@ def train_run(
         "thresholds": named_thresholds,
         "n_parameters": n_parameters,
         "world_size": context.world,
+        # Features constant on the training split's valid frames, which per-feature z-scoring only centres.
+        "constant_features": constant,
         "tracking_run_id": tracker.run_id,
         "samples": {name: len(split) for name, split in splits.items()},
         "metrics": metrics,
