@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -49,19 +50,25 @@ def resolve_modalities(config: ModelConfig, signature: DataSignature) -> list[st
 def build_encoders(
     config: ModelConfig, signature: DataSignature, registry: Registry, modalities: list[str]
 ) -> nn.ModuleDict:
-    """One registered encoder per modality, projecting its features to the model width."""
+    """One registered encoder per modality, projecting its features to the model width; a factory that takes
+    ``pretrained`` (``hf_text``, ``hf_audio``) gets ``config.pretrained``."""
 
-    def setting(modality: str) -> str:
-        return f"model.encoders.{modality}" if modality in config.encoders else "model.encoder"
+    def build(modality: str) -> nn.Module:
+        option = f"model.encoders.{modality}" if modality in config.encoders else "model.encoder"
+        factory = registry.get("encoder", config.encoder_for(modality), option=option).factory
+        extra = {"pretrained": config.pretrained} if "pretrained" in inspect.signature(factory).parameters else {}
+        return factory(
+            input_dim=signature.input_dims[modality], d_model=config.d_model, dropout=config.dropout, **extra
+        )
 
-    return nn.ModuleDict(
-        {
-            m: registry.get("encoder", config.encoder_for(m), option=setting(m)).factory(
-                input_dim=signature.input_dims[m], d_model=config.d_model, dropout=config.dropout
-            )
-            for m in modalities
-        }
-    )
+    return nn.ModuleDict({m: build(m) for m in modalities})
+
+
+def encode(encoder: nn.Module, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """(B, T, d) encoded and its mask: the input's, or the encoder's own where it returns one (an encoder on
+    raw input, whose output steps are not its input's)."""
+    out = encoder(x, mask)
+    return out if isinstance(out, tuple) else (out, mask)
 
 
 class MMoLRE(nn.Module):
@@ -111,7 +118,7 @@ class MMoLRE(nn.Module):
         n_tasks = len(self.tasks)
         per_task, routes = {}, {}
         for m in self.modalities:
-            encoded = self.encoders[m](features[m], masks[m])  # b t d
+            encoded, masks[m] = encode(self.encoders[m], features[m], masks[m])  # b t d
             h = encoded.unsqueeze(0).expand(n_tasks, *encoded.shape)  # τ b t d: every task starts equal
             if self.unitse is not None:
                 h, block_routes = self.unitse[m](h, masks[m])

@@ -33,6 +33,7 @@ from mmolre_cli.model import DataSignature, emotion_pos_weight, multitask_loss
 from mmolre_cli.model.build import build_model as build_architecture
 from mmolre_cli.model.build import resolve_model
 from mmolre_cli.model.loss import SplitLoss
+from mmolre_cli.model.pretrained import parameter_groups
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.training import distributed
 from mmolre_cli.training.batches import TensorSplit
@@ -189,7 +190,10 @@ def train_run(
 
     seed_everything(train_cfg.seed)
     model = build_model(config, signature, registry).to(device)
-    splits = {name: TensorSplit.from_split(data.splits[name], config.model.modalities) for name in data.splits}
+    splits = {
+        name: TensorSplit.from_split(split, config.model.modalities, model.encoders, data.raw_audio_rate)
+        for name, split in data.splits.items()
+    }
     train = splits["train"]
     if len(train) < context.world:
         raise UsageError(f"the training split has {len(train)} samples, fewer than the {context.world} processes")
@@ -197,7 +201,8 @@ def train_run(
         prepare_run_dir(out_dir, resume)
         save_yaml(config, out_dir / CONFIG_NAME)
     pos_weight = emotion_pos_weight(train.emotion).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    groups = parameter_groups(model, train_cfg.encoder_lr)
+    optimizer = torch.optim.AdamW(groups, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     steps_per_epoch = len(train.batch_indices(train_cfg.batch_size, rank=context.rank, world=context.world))
     schedule = Schedule(optimizer, train_cfg, steps_per_epoch, selection.higher)
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=train_cfg.precision == "fp16")
