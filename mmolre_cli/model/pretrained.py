@@ -50,7 +50,10 @@ class PretrainedEncoder(nn.Module):
         self.backbone = backbone
         freeze_first_layers(backbone, settings.freeze_layers)
         if settings.gradient_checkpointing:
-            backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hasattr(backbone, "activation_checkpointing_enable"):  # transformers ≥ 5.x's name
+                backbone.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.project = nn.Linear(int(backbone.config.hidden_size), d_model)
         self.dropout = nn.Dropout(dropout)
 

@@ -41,7 +41,7 @@ def random_batch(
     frames as the data has steps)."""
 
     def inputs(m: str) -> torch.Tensor:
-        encoder = (encoders or {}).get(m)
+        encoder = encoders[m] if encoders is not None and m in encoders else None
         if hasattr(encoder, "random_input"):
             return encoder.random_input(batch, shapes.lengths[m], device)
         return torch.randn(batch, shapes.lengths[m], shapes.input_dims[m], device=device)

@@ -53,7 +53,7 @@ class TensorSplit:
         input it makes of the split (``audio_rate``: the sampling rate of ``split.raw_audio``)."""
         features, lengths = {}, {}
         for m in modalities:
-            encoder = (encoders or {}).get(m)
+            encoder = encoders[m] if encoders is not None and m in encoders else None
             if hasattr(encoder, "inputs"):
                 features[m], lengths[m] = encoder.inputs(split, audio_rate)
             else:
