@@ -266,7 +266,8 @@ def test_profile_counts_the_pretrained_encoders(corpus, prepared, tmp_path):
     from cli_checks import run_main
 
     config = raw_config(corpus, prepared, tmp_path)
-    result = run_main(["profile", "--config", str(config), "--batch-size", "2", "--repeats", "0", "--warmup", "0", "--json"])
+    args = ["profile", "--config", str(config), "--batch-size", "2", "--repeats", "0", "--warmup", "0", "--json"]
+    result = run_main(args)
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout)["rows"][0]
     backbones = sum(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -13,6 +12,7 @@ from mmolre_cli.model.heads import make_head
 from mmolre_cli.model.masking import lengths_to_mask
 from mmolre_cli.model.routers import Route
 from mmolre_cli.model.unitse import UniTSE, UniTSEBlock
+from mmolre_cli.plugins.contracts import takes_pretrained
 from mmolre_cli.plugins.registry import Registry
 
 
@@ -56,7 +56,7 @@ def build_encoders(
     def build(modality: str) -> nn.Module:
         option = f"model.encoders.{modality}" if modality in config.encoders else "model.encoder"
         factory = registry.get("encoder", config.encoder_for(modality), option=option).factory
-        extra = {"pretrained": config.pretrained} if "pretrained" in inspect.signature(factory).parameters else {}
+        extra = {"pretrained": config.pretrained} if takes_pretrained(factory) else {}
         return factory(
             input_dim=signature.input_dims[modality], d_model=config.d_model, dropout=config.dropout, **extra
         )
