@@ -213,8 +213,8 @@ def test_paper_config_fine_tunes_the_encoders_and_eval_reproduces_it(corpus, pre
         initial = cls.from_pretrained(corpus[modality]).state_dict()
         stored = {k.removeprefix(f"encoders.{modality}.backbone."): v for k, v in trained.items()
                   if k.startswith(f"encoders.{modality}.backbone.")}  # fmt: skip
-        assert stored.keys() == initial.keys()
-        changed = {k for k in initial if not torch.equal(initial[k], stored[k])}
+        assert stored.keys() == {k for k in initial if not k.startswith("pooler.")}  # the unused pooler is dropped
+        changed = {k for k in stored if not torch.equal(initial[k], stored[k])}
         layers = "encoder.layer." if modality == "text" else "encoder.layers."
         # freeze_layers 1: the embeddings and layer 0 are fixed, layer 1 trained.
         assert changed and all(k.startswith(f"{layers}1.") for k in changed), sorted(changed)[:5]
@@ -278,3 +278,19 @@ def test_profile_counts_the_pretrained_encoders(corpus, prepared, tmp_path):
     encoders = row["parameters"]["encoders"]
     assert sum(encoders.values()) == backbones + 2 * (16 * 16 + 16)
     assert row["flops"]["forward"]["by_group"]["encoders"] > 0
+
+
+def test_bf16_autocast_runs_the_encoders(corpus):
+    from mmolre_cli.model.pretrained import HFAudioModel, HFTextModel
+
+    settings = PretrainedConfig(text=str(corpus["text"]), audio=str(corpus["audio"]))
+    for encoder, x in (
+        (HFTextModel(8, 0.0, settings), torch.tensor([[2, 5, 6, 3, 0]])),
+        (HFAudioModel(8, 0.0, settings), torch.randn(1, 4000)),
+    ):
+        mask = x != 0 if x.dtype == torch.long else torch.ones_like(x, dtype=torch.bool)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            h, out_mask = encoder(x, mask)
+        h.float().sum().backward()
+        assert h.dtype == torch.bfloat16 and torch.isfinite(h.float()).all() and out_mask.any()
+        assert encoder.project.weight.grad is not None

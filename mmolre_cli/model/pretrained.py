@@ -70,6 +70,8 @@ class HFTextModel(PretrainedEncoder):
         if settings.text is None:
             raise UsageError("model.pretrained.text: the hf_text encoder needs a local model directory")
         self.tokenizer, backbone = load_text_model(settings.text, "--encoder hf_text")
+        if getattr(backbone, "pooler", None) is not None:  # unused: it would get no gradient (an error under DDP)
+            backbone.pooler = None
         super().__init__(backbone, d_model, dropout, settings)
         self.max_tokens = max_tokens(self.tokenizer, backbone)
 
