@@ -273,7 +273,8 @@ def test_profile_counts_the_pretrained_encoders(corpus, prepared, tmp_path):
     backbones = sum(
         p.numel()
         for cls, key in ((transformers.RobertaModel, "text"), (transformers.Data2VecAudioModel, "audio"))
-        for p in cls.from_pretrained(corpus[key]).parameters()
+        for name, p in cls.from_pretrained(corpus[key]).named_parameters()
+        if not name.startswith("pooler.")  # RoBERTa's pooler is unused, so dropped
     )
     encoders = row["parameters"]["encoders"]
     assert sum(encoders.values()) == backbones + 2 * (16 * 16 + 16)
@@ -294,3 +295,13 @@ def test_bf16_autocast_runs_the_encoders(corpus):
         h.float().sum().backward()
         assert h.dtype == torch.bfloat16 and torch.isfinite(h.float()).all() and out_mask.any()
         assert encoder.project.weight.grad is not None
+
+
+@pytest.mark.parametrize("name", ["mosi_paper_raw", "mosei_paper_raw"])
+def test_paper_raw_configs_are_the_papers_setup_with_placeholder_directories(name):
+    from mmolre_cli.config import build_config, load_yaml
+
+    model = build_config(load_yaml(ROOT / "examples" / f"{name}.yaml")).model
+    assert model.d_model == 768 and model.modalities == ["text", "audio"]
+    assert model.encoders == {"text": "hf_text", "audio": "hf_audio"}
+    assert (model.pretrained.text, model.pretrained.audio) == ("models/roberta-base", "models/data2vec-audio-base")
