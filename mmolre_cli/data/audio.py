@@ -187,14 +187,9 @@ class HFAudioEncoder:
 def load_speech_model(model: str | Path, option: str):
     """A Hugging Face speech model and its feature extractor from the local directory ``model`` (nothing is
     downloaded); a one-line error naming the directory when it holds neither or only one."""
-    path = Path(model)
-    if not path.is_dir():
-        raise DataError(f"{path}: model directory not found (Hugging Face models are never downloaded)")
-    try:
-        import transformers
-    except ImportError:
-        raise UsageError(f"{option}: transformers is not installed (pip install 'mmolre-cli[hf]')") from None
-    transformers.utils.logging.disable_progress_bar()
+    from mmolre_cli.data.text_encoders import local_transformers
+
+    path, transformers = local_transformers(model, option)
     try:
         extractor = transformers.AutoFeatureExtractor.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as error:

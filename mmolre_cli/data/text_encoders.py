@@ -65,18 +65,25 @@ def max_tokens(tokenizer, model) -> int:
     return int(min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", math.inf)))
 
 
-def load_text_model(model: str | os.PathLike, option: str):
-    """A Hugging Face tokenizer and model from the local directory ``model`` (nothing is downloaded), or a
-    one-line error naming the directory; ``option`` names what needs transformers."""
+def local_transformers(model: str | os.PathLike, option: str):
+    """The local model directory ``model`` and the transformers module, or a one-line error naming the missing
+    directory, or ``option`` when transformers is not installed."""
     path = Path(model)
     if not path.is_dir():
-        raise DataError(f"{path}: model directory not found (the hf text encoder never downloads)")
+        raise DataError(f"{path}: model directory not found (Hugging Face models are never downloaded)")
     try:
         import transformers
     except ImportError:
         raise UsageError(f"{option}: transformers is not installed (pip install 'mmolre-cli[hf]')") from None
     # Its loading bars would interleave with mmolre's own output, terminal or not.
     transformers.utils.logging.disable_progress_bar()
+    return path, transformers
+
+
+def load_text_model(model: str | os.PathLike, option: str):
+    """A Hugging Face tokenizer and model from the local directory ``model`` (nothing is downloaded), or a
+    one-line error naming the directory; ``option`` names what needs transformers."""
+    path, transformers = local_transformers(model, option)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
         backbone = transformers.AutoModel.from_pretrained(path, local_files_only=True)
