@@ -33,6 +33,16 @@ class ExpertConfig:
 
 
 @dataclass
+class PretrainedConfig:
+    """Local Hugging Face model directories of the ``hf_text`` and ``hf_audio`` encoders, trained in the model."""
+
+    text: str | None = None  # directory of the hf_text model (tokenizer included)
+    audio: str | None = None  # directory of the hf_audio model (feature extractor included)
+    freeze_layers: int = 0  # fix the embeddings and the first n layers; 0 trains all
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, more time
+
+
+@dataclass
 class ModelConfig:
     """The MMoLRE architecture; component names are looked up in the plugin registry."""
 
@@ -54,6 +64,7 @@ class ModelConfig:
     specific_experts: bool = True
     balance_coef: float = 0.01
     task_weights: dict[str, float] = field(default_factory=lambda: {"sa": 1.0, "er": 1.0})
+    pretrained: PretrainedConfig = field(default_factory=PretrainedConfig)
 
     def encoder_for(self, modality: str) -> str:
         return self.encoders.get(modality, self.encoder)
@@ -95,6 +106,7 @@ class TrainConfig:
     precision: str = "fp32"  # one of PRECISIONS; bf16/fp16 autocast the forward pass
     tune_thresholds: bool = False  # tune MER thresholds on the validation split of the selected checkpoint
     deterministic: bool = False  # deterministic kernels only (torch, cuDNN, cuBLAS): docs/reliability.md
+    encoder_lr: float | None = None  # learning rate of the pretrained (hf_text, hf_audio) encoders; None: lr
 
 
 @dataclass
@@ -321,8 +333,11 @@ def check_ranges(config: RunConfig, source: str = "config") -> None:
         _check_names("model.modalities", model.modalities, None, source)
     if config.data is not None and not config.data.strip():
         raise UsageError(f"{source}: data: empty path (unset means the built-in dataset)")
-    if not (math.isfinite(train.lr) and train.lr > 0):
-        raise UsageError(f"{source}: train.lr must be a positive finite number, got {train.lr}")
+    for key, lr in (("train.lr", train.lr), ("train.encoder_lr", train.encoder_lr)):
+        if lr is not None and not (math.isfinite(lr) and lr > 0):
+            raise UsageError(f"{source}: {key} must be a positive finite number, got {lr}")
+    if model.pretrained.freeze_layers < 0:
+        raise UsageError(f"{source}: model.pretrained.freeze_layers must be ≥ 0, got {model.pretrained.freeze_layers}")
     nonnegative = {
         "train.weight_decay": train.weight_decay,
         "train.grad_clip": train.grad_clip,

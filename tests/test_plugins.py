@@ -266,6 +266,32 @@ def test_hook_register_text_encoders():
     assert features.shape == (2, 4, 1) and lengths.tolist() == [2, 4] and features[0, 0, 0] == ord("h") * 0.5
 
 
+class Loudness:
+    """An audio encoder: one frame per 100 samples, holding their mean absolute value."""
+
+    sampling_rate = 8000
+
+    def __init__(self, model):
+        self.model = model
+
+    def encode(self, wave: np.ndarray) -> np.ndarray:
+        return np.abs(wave[: len(wave) // 100 * 100]).reshape(-1, 100).mean(1, keepdims=True)
+
+
+def test_hook_register_audio_encoders():
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def register_audio_encoders(register):
+            register("loudness", Loudness, "mean absolute value per 100 samples")
+
+    component = registry_with(Plugin).get("audio_encoder", "loudness")
+    assert component.plugin == "test-plugin"
+    encoder = component.factory("unused")
+    frames = encoder.encode(np.r_[np.full(100, -0.5), np.full(150, 0.25)].astype(np.float32))
+    assert encoder.sampling_rate == 8000 and frames.tolist() == [[0.5], [0.25]]
+
+
 # Contracts: checked when a plugin registers, and by a smoke run on demand.
 
 

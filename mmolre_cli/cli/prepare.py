@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
-from mmolre_cli.cli.common import console, registry, user_errors, warn
+from mmolre_cli.cli.common import console, err_console, registry, user_errors, warn
 from mmolre_cli.data.synthetic import EMOTION_LABELS
 from mmolre_cli.errors import DataError, UsageError
 
@@ -122,16 +123,75 @@ def csv(
     model: str | None = typer.Option(None, help="What the encoder loads, e.g. a local model directory for hf."),
     dataset: str | None = typer.Option(None, help="Dataset name (default: the CSV's folder name)."),
     seq_len: int = typer.Option(50, "--seq-len", help=_SEQ_LEN_HELP),
+    audio_dir: Path | None = typer.Option(
+        None, "--audio-dir", help="Audio files <video_id>/<clip_id>.wav (or .flac): adds the modality audio."
+    ),
+    audio_encoder: str = typer.Option("hf", "--audio-encoder", help="Audio-encoder plugin (see `mmolre plugins`)."),
+    audio_model: str | None = typer.Option(
+        None, "--audio-model", help="What the audio encoder loads, e.g. a local speech model directory for hf."
+    ),
+    audio_len: int = typer.Option(
+        50, "--audio-len", help="Most audio steps: frames are averaged into at most this many."
+    ),
+    audio_align: str = typer.Option(
+        "pool", "--audio-align", help="pool: at most --audio-len steps; text: one audio step per text token."
+    ),
+    max_seconds: float = typer.Option(60.0, "--max-seconds", help="Refuse an audio clip longer than this."),
+    waveforms: bool = typer.Option(
+        True, "--waveforms/--no-waveforms", help="Keep the waveforms (raw_audio) for the hf_audio encoder."
+    ),
     force: bool = typer.Option(False, help="Overwrite an existing output file."),
 ) -> None:
-    """Embed raw transcripts with a text encoder into token-level text features."""
+    """Embed raw transcripts with a text encoder into token-level text features, and with --audio-dir each
+    clip's audio with an audio encoder into frame-level audio features."""
     from mmolre_cli.data.canonical import write_canonical
     from mmolre_cli.data.transcripts import prepare_transcripts
 
     check_out(out, force, file)
     component = registry().get("text_encoder", text_encoder, option="--text-encoder")
+    audio = registry().get("audio_encoder", audio_encoder, option="--audio-encoder") if audio_dir else None
     who = f"plugin {component.plugin!r}: text_encoder {text_encoder!r}"
-    data = prepare_transcripts(file, component.factory(model), seq_len=seq_len, dataset=dataset, who=who)
+    text = component.factory(model)
+    speech = audio.factory(audio_model) if audio else None  # before the long work: a bad model fails fast
+    data = prepare_transcripts(file, text, seq_len=seq_len, dataset=dataset, who=who)
     data.options.update(text_encoder=text_encoder, model=model)
+    if audio is not None:
+        from mmolre_cli.data.audio import add_audio
+
+        with _clips_progress() as progress:
+            add_audio(
+                data, audio_dir, speech, audio_len=audio_len, align=audio_align, max_seconds=max_seconds,
+                keep_waveforms=waveforms, who=f"plugin {audio.plugin!r}: audio_encoder {audio_encoder!r}",
+                progress=progress,
+            )  # fmt: skip
+        data.options["audio"].update(encoder=audio_encoder, model=audio_model)
     write_canonical(data, out, force=force)
     _report(data, out)
+
+
+@contextmanager
+def _clips_progress():
+    """A progress bar over the clips read, then encoded, with clips/s; yields its ``progress(stage, done, total)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class ClipsPerSecond(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(f"{task.speed:.1f} clips/s" if task.speed else "– clips/s")
+
+    columns = (
+        TextColumn("[bold]{task.description} audio clips"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        ClipsPerSecond(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, disable=not err_console.is_terminal, transient=True) as bar:
+        task = bar.add_task("reading", total=None)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if bar.tasks[0].description != stage:
+                bar.reset(task, total=total, description=stage)
+            bar.update(task, completed=done, total=total)
+
+        yield progress

@@ -84,6 +84,7 @@ def cli_overrides(
     tune_thresholds: bool | None = None,
     deterministic: bool | None = None,
     normalize: str | None = None,
+    encoder_lr: float | None = None,
 ) -> dict[str, Any]:
     """The flags a user gave, as a partial config (flags left out do not override the file)."""
     model: dict[str, Any] = {
@@ -104,6 +105,7 @@ def cli_overrides(
         "weight_decay": weight_decay, "patience": patience, "grad_clip": grad_clip, "select": select,
         "schedule": schedule, "warmup_epochs": warmup_epochs, "precision": precision,
         "tune_thresholds": tune_thresholds, "deterministic": deterministic,
+        "tune_thresholds": tune_thresholds, "encoder_lr": encoder_lr,
     }  # fmt: skip
     overrides: dict[str, Any] = {"model": model, "train": {k: v for k, v in train.items() if v is not None}}
     if data is not None:
@@ -199,6 +201,9 @@ def train(
     epochs: int | None = typer.Option(None, help="Maximum epochs (early stopping on the --select metric)."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Mini-batch size (over all processes)."),
     lr: float | None = typer.Option(None, help="Learning rate (AdamW)."),
+    encoder_lr: float | None = typer.Option(
+        None, "--encoder-lr", help="Learning rate of the pretrained hf_text/hf_audio encoders (default: --lr)."
+    ),
     weight_decay: float | None = typer.Option(None, "--weight-decay", help="AdamW weight decay."),
     schedule: str | None = typer.Option(None, help=f"Learning-rate schedule: {', '.join(SCHEDULES)}."),
     warmup_epochs: int | None = typer.Option(None, "--warmup-epochs", help="Linear warm-up epochs of 'cosine'."),
@@ -239,6 +244,7 @@ def train(
         schedule=schedule, warmup_epochs=warmup_epochs, precision=precision, tune_thresholds=tune_thresholds,
         deterministic=deterministic,
         normalize=normalize,
+        encoder_lr=encoder_lr,
     )  # fmt: skip
     seed_list = parse_seeds(seeds) if seeds is not None else None
     if seed_list and seed is not None:

@@ -10,9 +10,12 @@ Layout (``FORMAT``)::
     /<split>/labels/sentiment       float32 (N,), in [-3, 3], NaN = unknown
     /<split>/labels/emotion         float32 (N, C) intensities in [0, 3], NaN = unknown
     /<split>/raw_text               optional, variable-length UTF-8 strings (N,), no NUL
+    /<split>/raw_audio              optional, variable-length float32 (N,): one mono waveform per sample,
+                                    finite, at least one value, at the root attribute raw_audio_rate (Hz)
 
-for every split in ``SPLITS``. Every problem with a file raises ``DataError`` with a one-line
-message that names the file and the field.
+for every split in ``SPLITS``. A file with ``raw_audio`` has format ``FORMAT_RAW_AUDIO`` (version 2, which
+adds it and the root attribute ``raw_audio_rate``); one without has ``FORMAT``. Both are read. Every
+problem with a file raises ``DataError`` with a one-line message that names the file and the field.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ from mmolre_cli.atomic import atomic_path
 from mmolre_cli.errors import DataError, UsageError, first_line
 
 FORMAT = "mmolre-canonical/1"
+FORMAT_RAW_AUDIO = "mmolre-canonical/2"
+#: The formats this version reads.
+FORMATS = (FORMAT, FORMAT_RAW_AUDIO)
 SPLITS = ("train", "valid", "test")
 MOSEI_EMOTIONS = ("happy", "sad", "anger", "surprise", "disgust", "fear")
 SENTIMENT_RANGE = (-3.0, 3.0)
@@ -54,6 +60,7 @@ class Split:
     sentiment: np.ndarray
     emotion: np.ndarray
     raw_text: np.ndarray | None = None
+    raw_audio: np.ndarray | None = None  # object array of float32 waveforms (N,)
 
     @property
     def size(self) -> int:
@@ -72,6 +79,12 @@ class CanonicalData:
     splits: dict[str, Split]
     options: dict = field(default_factory=dict)
     created_by: str = f"mmolre {__version__}"
+    raw_audio_rate: int | None = None  # sampling rate of every split's raw_audio, in Hz
+
+    @property
+    def format(self) -> str:
+        """The format version this data needs: ``FORMAT_RAW_AUDIO`` when a split keeps waveforms."""
+        return FORMAT_RAW_AUDIO if any(s.raw_audio is not None for s in self.splits.values()) else FORMAT
 
     def feature_dims(self) -> dict[str, int]:
         """Feature dimension D_m of each modality (equal in every split)."""
@@ -215,6 +228,20 @@ def _check_split(data: CanonicalData, name: str, split: Split, src: str) -> None
     _check_labels(emotion, *EMOTION_RANGE, src, where)
     if split.raw_text is not None:
         _check_strings(split.raw_text, src, f"{name}/raw_text", n)
+    if split.raw_audio is not None:
+        _check_waveforms(split.raw_audio, src, f"{name}/raw_audio", n)
+
+
+def _check_waveforms(waves: object, src: str, where: str, n: int) -> None:
+    if not isinstance(waves, np.ndarray) or waves.dtype != object or waves.shape != (n,):
+        got = _describe(waves) if isinstance(waves, np.ndarray) else type(waves).__name__
+        raise DataError(f"{src}: {where}: expected {n} waveforms (an object array (N,)), got {got}")
+    for i, wave in enumerate(waves):
+        if not isinstance(wave, np.ndarray) or wave.dtype != np.float32 or wave.ndim != 1 or not len(wave):
+            got = _describe(wave) if isinstance(wave, np.ndarray) else type(wave).__name__
+            raise DataError(f"{src}: {where}: sample {i}: expected a non-empty float32 waveform, got {got}")
+        if not np.isfinite(wave.sum(dtype=np.float64)):
+            raise DataError(f"{src}: {where}: non-finite value at sample {i}")
 
 
 def _check_names(names: object, src: str, where: str) -> None:
@@ -248,6 +275,8 @@ def validate(data: CanonicalData, *, source: str) -> None:
         raise DataError(f"{source}: /: no splits")
     for name, split in data.splits.items():
         _check_split(data, name, split, source)
+    if data.format == FORMAT_RAW_AUDIO and not (isinstance(data.raw_audio_rate, int) and data.raw_audio_rate > 0):
+        raise DataError(f"{source}: /raw_audio_rate: expected a positive sampling rate, got {data.raw_audio_rate!r}")
     check_unique_ids({name: split.ids for name, split in data.splits.items()}, source, "ids")
     first_name, first = next(iter(data.splits.items()))
     for name, split in data.splits.items():
@@ -271,6 +300,8 @@ def _write_split(group: h5py.Group, split: Split) -> None:
     group.create_dataset("labels/emotion", data=split.emotion)
     if split.raw_text is not None:
         _string_dataset(group, "raw_text", split.raw_text)
+    if split.raw_audio is not None:
+        group.create_dataset("raw_audio", data=split.raw_audio, dtype=h5py.vlen_dtype(np.float32))
 
 
 def write_canonical(data: CanonicalData, path: str | os.PathLike, *, force: bool = False) -> Path:
@@ -286,7 +317,9 @@ def write_canonical(data: CanonicalData, path: str | os.PathLike, *, force: bool
     if missing:
         raise DataError(f"{path}: {missing[0]}: missing split (a canonical file holds {', '.join(SPLITS)})")
     with atomic_path(path) as temporary, h5py.File(temporary, "w") as f:
-        f.attrs["format"] = FORMAT
+        f.attrs["format"] = data.format
+        if data.format == FORMAT_RAW_AUDIO:
+            f.attrs["raw_audio_rate"] = data.raw_audio_rate
         f.attrs["dataset"] = data.dataset
         f.attrs["source"] = data.source
         f.attrs["modalities"] = json.dumps(data.modalities)
@@ -347,6 +380,7 @@ def _read_split(f: h5py.File, name: str, modalities: list[str], src: str) -> Spl
         sentiment=read("labels/sentiment"),
         emotion=read("labels/emotion"),
         raw_text=_read_strings(group, "raw_text", src) if "raw_text" in group else None,
+        raw_audio=read("raw_audio") if "raw_audio" in group else None,
     )
 
 
@@ -376,8 +410,8 @@ def read_canonical(path: str | os.PathLike, *, splits: Iterable[str] = SPLITS) -
         raise DataError(f"{src}: not an HDF5 file")
     with open_hdf5(path, src) as f:
         fmt = _attr(f, "format", src)
-        if fmt != FORMAT:
-            raise DataError(f"{src}: /format: expected {FORMAT!r}, got {fmt!r}")
+        if fmt not in FORMATS:
+            raise DataError(f"{src}: /format: expected {' or '.join(map(repr, FORMATS))}, got {fmt!r}")
         modalities = _json_attr(f, "modalities", src)
         emotions = _json_attr(f, "emotions", src)
         _check_names(modalities, src, "/modalities")
@@ -390,7 +424,10 @@ def read_canonical(path: str | os.PathLike, *, splits: Iterable[str] = SPLITS) -
             splits={s: _read_split(f, s, modalities, src) for s in splits},
             options=_json_attr(f, "options", src),
             created_by=_attr(f, "created_by", src),
+            raw_audio_rate=int(f.attrs["raw_audio_rate"]) if "raw_audio_rate" in f.attrs else None,
         )
+    if fmt == FORMAT and data.format == FORMAT_RAW_AUDIO:
+        raise DataError(f"{src}: /format: {FORMAT!r} files hold no raw_audio (that is {FORMAT_RAW_AUDIO!r})")
     validate(data, source=src)
     return data
 
@@ -422,7 +459,7 @@ def summarize(data: CanonicalData) -> dict:
             },
         }
     return {
-        "format": FORMAT,
+        "format": data.format,
         "dataset": data.dataset,
         "source": data.source,
         "modalities": list(data.modalities),

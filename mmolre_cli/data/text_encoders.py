@@ -22,31 +22,13 @@ class HFTextEncoder:
     def __init__(self, model: str | os.PathLike | None, batch_size: int = 32) -> None:
         if model is None:
             raise UsageError("--model: the hf text encoder needs a local model directory")
-        path = Path(model)
-        if not path.is_dir():
-            raise DataError(f"{path}: model directory not found (the hf text encoder never downloads)")
-        try:
-            import transformers
-        except ImportError:
-            raise UsageError(
-                "--text-encoder hf: transformers is not installed (pip install 'mmolre-cli[hf]')"
-            ) from None
-        # Its loading bars would interleave with mmolre's own output, terminal or not.
-        transformers.utils.logging.disable_progress_bar()
-        try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
-            self.model = transformers.AutoModel.from_pretrained(path, local_files_only=True).eval()
-        except (OSError, ValueError) as e:
-            raise DataError(f"{path}: cannot load a model and tokenizer: {first_line(e)}") from None
-        # Padding must follow the tokens: the canonical layout has zeros after each length.
-        self.tokenizer.padding_side = "right"
+        self.tokenizer, self.model = load_text_model(model, "--text-encoder hf")
+        self.model.eval()
         self.batch_size = batch_size
         self.dim = int(self.model.config.hidden_size)
         # The most tokens the tokenizer and the position embeddings allow; the fewest that hold the
         # special tokens ([CLS], [SEP]) and one of text.
-        self.max_tokens = min(
-            self.tokenizer.model_max_length, getattr(self.model.config, "max_position_embeddings", math.inf)
-        )
+        self.max_tokens = max_tokens(self.tokenizer, self.model)
         self.min_tokens = self.tokenizer.num_special_tokens_to_add() + 1
 
     def encode(self, texts: list[str], seq_len: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,3 +58,37 @@ class HFTextEncoder:
                 features[start : start + len(mask)] = hidden.float().numpy()
                 lengths[start : start + len(mask)] = mask.sum(dim=1).numpy()
         return features, lengths
+
+
+def max_tokens(tokenizer, model) -> int:
+    """The most tokens ``tokenizer`` and the position embeddings of ``model`` allow."""
+    return int(min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", math.inf)))
+
+
+def local_transformers(model: str | os.PathLike, option: str):
+    """The local model directory ``model`` and the transformers module, or a one-line error naming the missing
+    directory, or ``option`` when transformers is not installed."""
+    path = Path(model)
+    if not path.is_dir():
+        raise DataError(f"{path}: model directory not found (Hugging Face models are never downloaded)")
+    try:
+        import transformers
+    except ImportError:
+        raise UsageError(f"{option}: transformers is not installed (pip install 'mmolre-cli[hf]')") from None
+    # Its loading bars would interleave with mmolre's own output, terminal or not.
+    transformers.utils.logging.disable_progress_bar()
+    return path, transformers
+
+
+def load_text_model(model: str | os.PathLike, option: str):
+    """A Hugging Face tokenizer and model from the local directory ``model`` (nothing is downloaded), or a
+    one-line error naming the directory; ``option`` names what needs transformers."""
+    path, transformers = local_transformers(model, option)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+        backbone = transformers.AutoModel.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot load a model and tokenizer: {first_line(e)}") from None
+    # Padding must follow the tokens: the canonical layout has zeros after each length.
+    tokenizer.padding_side = "right"
+    return tokenizer, backbone

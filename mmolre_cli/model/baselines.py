@@ -24,8 +24,7 @@ from mmolre_cli.config import ModelConfig
 from mmolre_cli.model.experts import ConvExpertBank
 from mmolre_cli.model.heads import make_head
 from mmolre_cli.model.masking import lengths_to_mask, masked_mean
-from mmolre_cli.model.mmolre import DataSignature, ModelOutput, build_encoders, resolve_modalities
-from mmolre_cli.model.normalize import build_input_norms
+from mmolre_cli.model.mmolre import DataSignature, ModelOutput, build_encoders, encode, input_norms, resolve_modalities
 from mmolre_cli.model.routers import SoftRouter
 from mmolre_cli.model.unitse import UniTSE, UniTSEBlock
 from mmolre_cli.plugins.registry import Registry
@@ -43,8 +42,8 @@ class _MultitaskBaseline(nn.Module):
         self.tasks = list(config.tasks)
         self.modalities = resolve_modalities(config, signature)
         d, dropout = config.d_model, config.dropout
-        self.normalize = build_input_norms(config.normalize, signature.input_dims, self.modalities)
         self.encoders = build_encoders(config, signature, registry, self.modalities)
+        self.normalize = input_norms(config, signature, self.encoders)
         self.fusion = registry.get("fusion", config.fusion, option="model.fusion").factory(
             d_model=d, modalities=self.modalities, tasks=fusion_tasks, dropout=dropout
         )
@@ -52,7 +51,8 @@ class _MultitaskBaseline(nn.Module):
 
     def _encode(self, features: Mapping[str, Tensor], lengths: Mapping[str, Tensor]):
         masks = {m: lengths_to_mask(lengths[m], features[m].shape[1]) for m in self.modalities}
-        return {m: self.encoders[m](self.normalize[m](features[m], masks[m]), masks[m]) for m in self.modalities}, masks
+        encoded = {m: encode(self.encoders[m], self.normalize, m, features[m], masks[m]) for m in self.modalities}
+        return {m: h for m, (h, _) in encoded.items()}, {m: mask for m, (_, mask) in encoded.items()}
 
     def _predict(self, fused: Mapping[str, Tensor]) -> dict[str, Tensor]:
         predictions = {task: self.heads[task](fused[task]) for task in self.tasks}

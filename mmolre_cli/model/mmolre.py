@@ -11,8 +11,10 @@ from mmolre_cli.config import ModelConfig
 from mmolre_cli.model.heads import make_head
 from mmolre_cli.model.masking import lengths_to_mask
 from mmolre_cli.model.normalize import build_input_norms
+from mmolre_cli.model.pretrained import is_pretrained
 from mmolre_cli.model.routers import Route
 from mmolre_cli.model.unitse import UniTSE, UniTSEBlock
+from mmolre_cli.plugins.contracts import takes_pretrained
 from mmolre_cli.plugins.registry import Registry
 
 
@@ -50,19 +52,31 @@ def resolve_modalities(config: ModelConfig, signature: DataSignature) -> list[st
 def build_encoders(
     config: ModelConfig, signature: DataSignature, registry: Registry, modalities: list[str]
 ) -> nn.ModuleDict:
-    """One registered encoder per modality, projecting its features to the model width."""
+    """One registered encoder per modality, projecting its features to the model width; a factory that takes
+    ``pretrained`` (``hf_text``, ``hf_audio``) gets ``config.pretrained``."""
 
-    def setting(modality: str) -> str:
-        return f"model.encoders.{modality}" if modality in config.encoders else "model.encoder"
+    def build(modality: str) -> nn.Module:
+        option = f"model.encoders.{modality}" if modality in config.encoders else "model.encoder"
+        factory = registry.get("encoder", config.encoder_for(modality), option=option).factory
+        extra = {"pretrained": config.pretrained} if takes_pretrained(factory) else {}
+        return factory(
+            input_dim=signature.input_dims[modality], d_model=config.d_model, dropout=config.dropout, **extra
+        )
 
-    return nn.ModuleDict(
-        {
-            m: registry.get("encoder", config.encoder_for(m), option=setting(m)).factory(
-                input_dim=signature.input_dims[m], d_model=config.d_model, dropout=config.dropout
-            )
-            for m in modalities
-        }
-    )
+    return nn.ModuleDict({m: build(m) for m in modalities})
+
+
+def input_norms(config: ModelConfig, signature: DataSignature, encoders: nn.ModuleDict) -> nn.ModuleDict:
+    """``model.normalize`` for each modality whose encoder reads pre-extracted features (raw input is left as is)."""
+    featured = [m for m, encoder in encoders.items() if not is_pretrained(encoder)]
+    return build_input_norms(config.normalize, signature.input_dims, featured)
+
+
+def encode(encoder: nn.Module, norms: nn.ModuleDict, m: str, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """(B, T, d) encoded and its mask: the input's, or the encoder's own where it returns one (an encoder on
+    raw input, whose output steps are not its input's). Features are normalised first where ``norms`` has ``m``."""
+    out = encoder(norms[m](x, mask) if m in norms else x, mask)
+    return out if isinstance(out, tuple) else (out, mask)
 
 
 class MMoLRE(nn.Module):
@@ -74,8 +88,8 @@ class MMoLRE(nn.Module):
         self.tasks = list(config.tasks)
         self.modalities = resolve_modalities(config, signature)
         d, dropout = config.d_model, config.dropout
-        self.normalize = build_input_norms(config.normalize, signature.input_dims, self.modalities)
         self.encoders = build_encoders(config, signature, registry, self.modalities)
+        self.normalize = input_norms(config, signature, self.encoders)
         self.unitse = (
             nn.ModuleDict({m: UniTSE([self._block(registry) for _ in range(config.blocks)]) for m in self.modalities})
             if config.unitse
@@ -113,7 +127,7 @@ class MMoLRE(nn.Module):
         n_tasks = len(self.tasks)
         per_task, routes = {}, {}
         for m in self.modalities:
-            encoded = self.encoders[m](self.normalize[m](features[m], masks[m]), masks[m])  # b t d
+            encoded, masks[m] = encode(self.encoders[m], self.normalize, m, features[m], masks[m])  # b t d
             h = encoded.unsqueeze(0).expand(n_tasks, *encoded.shape)  # τ b t d: every task starts equal
             if self.unitse is not None:
                 h, block_routes = self.unitse[m](h, masks[m])

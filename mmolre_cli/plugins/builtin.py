@@ -24,6 +24,20 @@ def lstm_encoder(input_dim: int, d_model: int, dropout: float):
     return LSTMEncoder(input_dim, d_model, dropout)
 
 
+def hf_text(input_dim: int, d_model: int, dropout: float, pretrained=None):
+    from mmolre_cli.config import PretrainedConfig
+    from mmolre_cli.model.pretrained import HFTextModel
+
+    return HFTextModel(d_model, dropout, pretrained or PretrainedConfig())
+
+
+def hf_audio(input_dim: int, d_model: int, dropout: float, pretrained=None):
+    from mmolre_cli.config import PretrainedConfig
+    from mmolre_cli.model.pretrained import HFAudioModel
+
+    return HFAudioModel(d_model, dropout, pretrained or PretrainedConfig())
+
+
 def lowrank_experts(d_model: int, n_experts: int, rank: int, dropout: float):
     from mmolre_cli.model.experts import ConvExpertBank
 
@@ -84,11 +98,19 @@ def hf_text_encoder(model: str | None):
     return HFTextEncoder(model)
 
 
+def hf_audio_encoder(model: str | None):
+    from mmolre_cli.data.audio import HFAudioEncoder
+
+    return HFAudioEncoder(model)
+
+
 @hookimpl
 def register_encoders(register):
     register("linear", linear_encoder, "linear projection (pre-extracted features)")
     register("transformer", transformer_encoder, "projection + one pre-norm Transformer layer")
     register("lstm", lstm_encoder, "bidirectional LSTM over valid frames")
+    register("hf_text", hf_text, "Hugging Face text model on raw_text, trained with the model (extra: hf)")
+    register("hf_audio", hf_audio, "Hugging Face speech model on raw_audio, trained with the model (extra: hf)")
 
 
 @hookimpl
@@ -115,3 +137,12 @@ def register_fusions(register):
 @hookimpl
 def register_text_encoders(register):
     register("hf", hf_text_encoder, "Hugging Face model and tokenizer from a local directory (extra: hf)")
+
+
+@hookimpl
+def register_audio_encoders(register):
+    register(
+        "hf",
+        hf_audio_encoder,
+        "Hugging Face speech model and feature extractor from a local directory (extras: hf, audio)",
+    )

@@ -35,3 +35,8 @@ def register_fusions(register):
 @hookspec
 def register_text_encoders(register):
     """Register text encoders: ``factory(model)`` → ``encode(texts, seq_len)`` → features (N, T, D), lengths (N,)."""
+
+
+@hookspec
+def register_audio_encoders(register):
+    """Register audio encoders: ``factory(model)`` → ``sampling_rate`` and ``encode(wave)`` → frames (F, D)."""

@@ -29,6 +29,7 @@ KIND_HOOKS = {
     "router": "register_routers",
     "fusion": "register_fusions",
     "text_encoder": "register_text_encoders",
+    "audio_encoder": "register_audio_encoders",
 }
 KINDS = tuple(KIND_HOOKS)
 #: The plugin name of mmolre's own components.

@@ -9,7 +9,7 @@ training cost is counted by running that bank alone, forward and backward, on th
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 import torch
@@ -29,11 +29,27 @@ _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d)
 _RECURRENT_GATES = {nn.LSTM: 4, nn.GRU: 3, nn.RNN: 1}
 
 
-def random_batch(shapes: DataShapes, modalities: list[str], batch: int, device: torch.device | str) -> Batch:
-    """Random features with every frame valid, and random labels for both tasks."""
+def random_batch(
+    shapes: DataShapes,
+    modalities: list[str],
+    batch: int,
+    device: torch.device | str,
+    encoders: Mapping[str, nn.Module] | None = None,
+) -> Batch:
+    """Random features with every frame valid, and random labels for both tasks; a modality whose encoder
+    in ``encoders`` runs on raw input gets its ``random_input`` (token ids, or waveforms of about as many
+    frames as the data has steps)."""
+
+    def inputs(m: str) -> torch.Tensor:
+        encoder = encoders[m] if encoders is not None and m in encoders else None
+        if hasattr(encoder, "random_input"):
+            return encoder.random_input(batch, shapes.lengths[m], device)
+        return torch.randn(batch, shapes.lengths[m], shapes.input_dims[m], device=device)
+
+    features = {m: inputs(m) for m in modalities}
     return Batch(
-        {m: torch.randn(batch, shapes.lengths[m], shapes.input_dims[m], device=device) for m in modalities},
-        {m: torch.full((batch,), shapes.lengths[m], device=device) for m in modalities},
+        features,
+        {m: torch.full((batch,), x.shape[1], device=device) for m, x in features.items()},
         torch.rand(batch, device=device) * 6 - 3,
         torch.rand(batch, len(shapes.emotions), device=device) * 3,
     )

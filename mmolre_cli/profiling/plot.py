@@ -31,7 +31,7 @@ def expert_scaling(
             changed = dataclasses.replace(config, experts=experts, topk=min(config.topk, n))
             model_config, signature = resolve_model(changed, shapes)
             model = real_model(model_config, signature, registry, "cpu")
-            one = random_batch(shapes, model_config.modalities, 1, "cpu")
+            one = random_batch(shapes, model_config.modalities, 1, "cpu", model.encoders)
             parameters, forward = parameter_report(model, chosen_shares(model, one)), count_forward(model, one)
             points.append(
                 {

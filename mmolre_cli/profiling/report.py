@@ -37,14 +37,14 @@ def resolve_device(name: str | None) -> torch.device:
 
 def static_counts(model: nn.Module, shapes: DataShapes, batch: int, device: torch.device | str) -> dict[str, Any]:
     """Parameters; FLOPs of a forward pass at batch 1 and at ``batch``, and of a training step at ``batch``."""
-    one = random_batch(shapes, model.modalities, 1, device)
+    one = random_batch(shapes, model.modalities, 1, device, model.encoders)
     forward = count_forward(model, one)
-    forward_batch = count_forward(model, random_batch(shapes, model.modalities, batch, device))
+    forward_batch = count_forward(model, random_batch(shapes, model.modalities, batch, device, model.encoders))
     return {
         "parameters": parameter_report(model, chosen_shares(model, one)),
         "forward": forward,
         "forward_batch": {key: forward_batch[key] for key in ("batch_size", "executed", "active")},
-        "train_step": count_training(model, random_batch(shapes, model.modalities, batch, device)),
+        "train_step": count_training(model, random_batch(shapes, model.modalities, batch, device, model.encoders)),
     }
 
 
@@ -88,7 +88,7 @@ def measure(
     """Latency and throughput of a forward pass at batch 1 and at the batch size, and of a full training
     step (forward in ``train.precision``, loss, backward, AdamW update)."""
     size, precision = config.train.batch_size, config.train.precision
-    one, many = (random_batch(shapes, model.modalities, n, device) for n in (1, size))
+    one, many = (random_batch(shapes, model.modalities, n, device, model.encoders) for n in (1, size))
 
     def infer(batch: Batch) -> None:
         with torch.no_grad():

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from mmolre_cli.data.canonical import Split
 
@@ -30,18 +31,36 @@ class Batch:
 
 @dataclass
 class TensorSplit:
-    """One split's arrays as tensors (sharing memory with the NumPy arrays), restricted to some modalities."""
+    """One split's arrays as tensors (sharing memory with the NumPy arrays), restricted to some modalities.
 
-    features: dict[str, Tensor]
+    A modality whose encoder runs on raw input holds that input instead of features: (N, S) tensors, or a
+    list of N unpadded 1-D tensors (waveforms) padded batch by batch."""
+
+    features: dict[str, Tensor | list[Tensor]]
     lengths: dict[str, Tensor]
     sentiment: Tensor
     emotion: Tensor
 
     @classmethod
-    def from_split(cls, split: Split, modalities: list[str]) -> TensorSplit:
+    def from_split(
+        cls,
+        split: Split,
+        modalities: list[str],
+        encoders: Mapping[str, nn.Module] | None = None,
+        audio_rate: int | None = None,
+    ) -> TensorSplit:
+        """``split``'s features, or, for a modality whose encoder in ``encoders`` has ``inputs``, the raw
+        input it makes of the split (``audio_rate``: the sampling rate of ``split.raw_audio``)."""
+        features, lengths = {}, {}
+        for m in modalities:
+            encoder = encoders[m] if encoders is not None and m in encoders else None
+            if hasattr(encoder, "inputs"):
+                features[m], lengths[m] = encoder.inputs(split, audio_rate)
+            else:
+                features[m], lengths[m] = torch.from_numpy(split.features[m]), torch.from_numpy(split.lengths[m])
         return cls(
-            {m: torch.from_numpy(split.features[m]) for m in modalities},
-            {m: torch.from_numpy(split.lengths[m]).long() for m in modalities},
+            features,
+            {m: x.long() for m, x in lengths.items()},
             torch.from_numpy(split.sentiment),
             torch.from_numpy(split.emotion),
         )
@@ -72,5 +91,16 @@ class TensorSplit:
         """The samples at ``index``; padding beyond their longest sequence is cut."""
         lengths = {m: x[index] for m, x in self.lengths.items()}
         longest = {m: max(int(x.max()), 1) for m, x in lengths.items()}
-        features = {m: x[index, : longest[m]] for m, x in self.features.items()}
+        features = {
+            m: x[index, : longest[m]] if isinstance(x, Tensor) else _padded([x[i] for i in index.tolist()], longest[m])
+            for m, x in self.features.items()
+        }
         return Batch(features, lengths, self.sentiment[index], self.emotion[index])
+
+
+def _padded(rows: list[Tensor], length: int) -> Tensor:
+    """1-D tensors as one (B, length) tensor, zero after each."""
+    out = rows[0].new_zeros(len(rows), length)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out

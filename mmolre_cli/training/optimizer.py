@@ -8,6 +8,8 @@ wrong for parameters whose 0 is no neutral value. These are left undecayed:
 - biases (a parameter whose name ends in ``bias``) and every parameter with fewer than 2 dimensions;
 - the parameters a module names in its ``no_weight_decay`` attribute: the fusions' learned queries
   and modality embeddings (``model/fusion.py``); a plugin's module may name its own.
+
+A pretrained backbone's parameters form groups of their own, at ``train.encoder_lr``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from torch import nn
 
 from mmolre_cli.config import TrainConfig
+from mmolre_cli.model.pretrained import is_pretrained
 
 #: Modules none of whose parameters are decayed.
 UNDECAYED_MODULES: tuple[type[nn.Module], ...] = (
@@ -54,10 +57,14 @@ def parameter_groups(model: nn.Module) -> tuple[list[tuple[str, nn.Parameter]], 
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW at ``config.lr``: ``config.weight_decay`` on the first group, none on the second."""
-    decay, no_decay = parameter_groups(model)
-    groups = [
-        {"params": [parameter for _, parameter in decay], "weight_decay": config.weight_decay},
-        {"params": [parameter for _, parameter in no_decay], "weight_decay": 0.0},
-    ]
+    """AdamW with ``config.weight_decay`` on the decayed parameters only, at ``config.lr``; a pretrained
+    backbone's parameters (``hf_text``, ``hf_audio``) at ``config.encoder_lr`` where that is set."""
+    backbones = {id(p) for module in model.modules() if is_pretrained(module) for p in module.backbone.parameters()}
+    encoder_lr = config.lr if config.encoder_lr is None else config.encoder_lr
+    groups = []
+    for members, weight_decay in zip(parameter_groups(model), (config.weight_decay, 0.0), strict=True):
+        for on_backbone, lr in ((False, config.lr), (True, encoder_lr)):
+            params = [parameter for _, parameter in members if (id(parameter) in backbones) == on_backbone]
+            if params:
+                groups.append({"params": params, "weight_decay": weight_decay, "lr": lr})
     return torch.optim.AdamW(groups, lr=config.lr)

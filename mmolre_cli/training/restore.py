@@ -98,7 +98,7 @@ def evaluate_checkpoint(
                 f"{path}: {split}/features/{modality}: feature size {dims.get(modality)} differs from the "
                 f"checkpoint's {expected}"
             )
-    tensors = TensorSplit.from_split(dataset.splits[split], model.modalities)
+    tensors = TensorSplit.from_split(dataset.splits[split], model.modalities, model.encoders, dataset.raw_audio_rate)
     thresholds = payload.get("thresholds")
     thresholds = None if thresholds is None else thresholds.numpy().astype(np.float64)
     run_config = payload["run_config"]

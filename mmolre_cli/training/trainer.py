@@ -239,7 +239,10 @@ def train_run(
     train_split = data.splits["train"]
     constant = fit_statistics(model.normalize, train_split.features, train_split.lengths)
     model.to(device)
-    splits = {name: TensorSplit.from_split(data.splits[name], config.model.modalities) for name in data.splits}
+    splits = {
+        name: TensorSplit.from_split(split, config.model.modalities, model.encoders, data.raw_audio_rate)
+        for name, split in data.splits.items()
+    }
     train = splits["train"]
     if len(train) < context.world:
         raise UsageError(f"the training split has {len(train)} samples, fewer than the {context.world} processes")
