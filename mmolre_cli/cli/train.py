@@ -104,8 +104,7 @@ def cli_overrides(
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
         "weight_decay": weight_decay, "patience": patience, "grad_clip": grad_clip, "select": select,
         "schedule": schedule, "warmup_epochs": warmup_epochs, "precision": precision,
-        "tune_thresholds": tune_thresholds, "deterministic": deterministic,
-        "tune_thresholds": tune_thresholds, "encoder_lr": encoder_lr,
+        "tune_thresholds": tune_thresholds, "deterministic": deterministic, "encoder_lr": encoder_lr,
     }  # fmt: skip
     overrides: dict[str, Any] = {"model": model, "train": {k: v for k, v in train.items() if v is not None}}
     if data is not None:
