@@ -61,11 +61,11 @@ class WithEmbedding(nn.Module):
 
 
 def test_weight_decay_spares_norms_biases_embeddings_and_fusion_queries():
-    model = small_model()
+    model = small_model(normalize="frame")  # a LayerNorm on each modality's frames
     decay, no_decay = ({name for name, _ in group} for group in parameter_groups(model))
     assert decay.isdisjoint(no_decay) and decay | no_decay == {name for name, _ in model.named_parameters()}
     assert {"fusion.queries", "fusion.modality_embedding", "fusion.gate", "fusion.norm.weight"} <= no_decay
-    assert {"encoders.text.norm.weight", "heads.sa.0.bias", "unitse.text.blocks.0.shared.down_bias"} <= no_decay
+    assert {"normalize.text.norm.weight", "heads.sa.0.bias", "unitse.text.blocks.0.shared.down_bias"} <= no_decay
     assert all(name.endswith(("weight", "bias")) for name in no_decay - {"fusion.queries", "fusion.modality_embedding",
                                                                            "fusion.gate"})  # fmt: skip
     assert {"encoders.text.project.weight", "fusion.attention.in_proj_weight", "heads.er.0.weight"} <= decay
