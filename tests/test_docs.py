@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
 import inspect
 import json
@@ -15,6 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 from mmolre_cli.cli.app import app
+from mmolre_cli.config import RunConfig
 from mmolre_cli.data.canonical import read_canonical, write_canonical
 from mmolre_cli.data.synthetic import generate_synthetic
 from mmolre_cli.metrics import MER_SUMMARY, MSA_METRICS
@@ -34,6 +36,7 @@ def load_script(path: Path):
 
 
 gen_cli = load_script(DOCS / "gen_cli.py")
+gen_config = load_script(DOCS / "gen_config.py")
 
 
 def hook_signatures(specs: object, project: str = hookspecs.PROJECT) -> dict[str, str]:
@@ -139,6 +142,37 @@ def test_the_cli_checker_catches_an_undocumented_command(made_up_app):
         """Wave."""
 
     assert gen_cli.problems(made_up_app, text, prog="tool") == ["`tool wave` is in --help but not documented"]
+
+
+def test_config_md_documents_every_config_key_as_config_py_defines_it():
+    problems = gen_config.problems((DOCS / "config.md").read_text())
+    assert problems == [], "\n".join(problems)
+    keys = [row["key"] for row in gen_config.rows()]
+    assert "train.epochs" in keys and "model.experts.rank" in keys and "model.experts" not in keys
+
+
+def test_the_config_checker_reads_each_meaning_and_catches_a_stale_page():
+    @dataclasses.dataclass
+    class Made:
+        #: how loud,
+        #: in decibels
+        volume: int = 3
+        pitch: float = 1.0  # in Hz, one of SCHEDULES
+        mood: str = "calm"
+
+    assert gen_config.field_meanings(Made) == {
+        "volume": "how loud, in decibels",
+        "pitch": "in Hz, one of SCHEDULES",
+        "mood": "",
+    }
+    rows = {row["key"]: row for row in gen_config.rows(Made, "x.")}
+    assert rows["x.pitch"]["meaning"] == "in Hz, one of `constant`, `cosine`, `plateau`"
+    assert rows["x.volume"]["default"] == "3" and rows["x.volume"]["type"] == "int"
+    page = gen_config.render()
+    stale = page.replace(f"| `{RunConfig().train.epochs}` |", "| `31` |", 1)
+    assert stale != page and gen_config.problems(stale) == [
+        "docs/config.md differs from mmolre_cli/config.py; run `python docs/gen_config.py`"
+    ]
 
 
 def test_metrics_md_defines_every_reported_metric():
