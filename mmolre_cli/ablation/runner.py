@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -114,8 +115,19 @@ def _print_warning(message: str) -> None:
     sys.stderr.write(f"Warning: {message}\n")
 
 
+#: In a worker process: the queue that carries its epochs to the parent's ``on_epoch`` (None: nobody listens).
+_epochs_queue = None
+
+
+def _listen_to(queue) -> None:
+    """A worker process's initializer: send each epoch's summary to ``queue``."""
+    global _epochs_queue
+    _epochs_queue = queue
+
+
 def _worker(job: PartJob) -> list[SeedRun]:
-    """A spawned process's entry point: its own registry, its share of CPU threads, the parent run reopened."""
+    """A spawned process's entry point: its own registry, its share of CPU threads, the parent run reopened;
+    each epoch goes to the parent's queue, named by the part's directory."""
     import torch
 
     from mmolre_cli.plugins import load_registry
@@ -125,7 +137,9 @@ def _worker(job: PartJob) -> list[SeedRun]:
     parent = Tracker(job.tracking_uri, job.out, job.directory.name, on_warning=_print_warning)
     if job.parent_run_id:
         parent.start({}, resume_run_id=job.parent_run_id)
-    return train_part(job, load_registry(job.plugins_dir), parent, warn=_print_warning)
+    queue = _epochs_queue
+    on_epoch = (lambda seed, summary: queue.put((str(job.directory), seed, summary))) if queue is not None else None
+    return train_part(job, load_registry(job.plugins_dir), parent, warn=_print_warning, on_epoch=on_epoch)
 
 
 def record_plan(plan: Plan, seeds: list[int], out: Path) -> None:
@@ -161,8 +175,9 @@ def run_plan(
 
     Returns {variant name: {part: runs in seed order}}. ``on_part(variant, part, runs, reused)``
     follows every part (``reused``: read back from an earlier invocation); ``on_epoch(variant, part,
-    seed, summary)`` every epoch, in this process only. With ``jobs`` > 1 the parts run in that many
-    spawned processes, which share the CPU threads and load plugins from ``plugins_dir`` (as ``registry`` was).
+    seed, summary)`` every epoch (a worker process's too, called from a thread of this one). With ``jobs`` > 1
+    the parts run in that many spawned processes, which share the CPU threads and load plugins from
+    ``plugins_dir`` (as ``registry`` was).
     """
     record_plan(plan, seeds, out)
     threads = None if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs)
@@ -199,7 +214,14 @@ def run_plan(
             finished(variant, part, job, train_part(job, registry, parent, warn=warn, on_epoch=report))
         return results
     # Spawned, not forked: a fork would copy torch's thread pools and the open MLflow connection.
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
+    context = get_context("spawn")
+    queue = context.Queue() if on_epoch else None
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_listen_to, initargs=(queue,))
+    listener = None
+    if queue is not None:
+        parts = {str(job.directory): (variant, part) for variant, part, job in work}
+        listener = threading.Thread(target=_relay, args=(queue, parts, on_epoch), daemon=True)
+        listener.start()
     try:
         futures = {pool.submit(_worker, job): (variant, part, job) for variant, part, job in work}
         for future in as_completed(futures):
@@ -207,5 +229,16 @@ def run_plan(
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)  # start no part whose result nobody will read
         raise
+    finally:
+        if listener is not None:
+            queue.put(None)
+            listener.join()
     pool.shutdown()
     return results
+
+
+def _relay(queue, parts: dict[str, tuple[Variant, str]], on_epoch: Callable) -> None:
+    """Call ``on_epoch`` for each epoch the worker processes put on ``queue``, until a None."""
+    while (item := queue.get()) is not None:
+        directory, seed, summary = item
+        on_epoch(*parts[directory], seed, summary)
