@@ -393,9 +393,8 @@ def fake_plan(seeds_epochs: int = 30) -> Plan:
 
 def test_the_ablation_display_shows_runs_done_and_left_the_running_epoch_and_the_time_left():
     config = build_config({"train": {"epochs": 30}})
-    plan = Plan(
-        [Variant("full", "full", {WHOLE: config}), Variant("mtl", "removal", {"sa": config, "er": config})], {}, []
-    )
+    full, mtl = Variant("full", "full", {WHOLE: config}), Variant("mtl", "removal", {"sa": config, "er": config})
+    plan = Plan([full, mtl], {}, [])
     console = Console(file=io.StringIO(), force_terminal=True, width=160)
     progress = AblationProgress(plan, [1, 2], console)
 
