@@ -133,8 +133,8 @@ class AblationProgress:
             self._run_finished(f"{label(variant, part)}, seed {previous[0]}")
         description = escape(f"  {label(variant, part)}, seed {seed}: epoch {epoch} of ≤{self.max_epochs[key]} done")
         if key not in self.rows:
-            self.rows[key] = self.progress.add_task(description, total=None, runs="")
-        self.progress.update(self.rows[key], description=description)
+            self.rows[key] = self.progress.add_task(description, total=self.max_epochs[key], runs="")
+        self.progress.update(self.rows[key], description=description, completed=epoch)
         self._update()
 
     def on_part(self, variant: Variant, part: str, runs: list, reused: bool) -> None:
