@@ -26,10 +26,10 @@ from mmolre_cli.errors import UsageError
 class ExpertConfig:
     """Shared experts of every UniTSE block: how many, their rank, their registered type."""
 
-    shared: int = 4
-    rank: int = 32
-    type: str = "lowrank"
-    dropout: float = 0.1
+    shared: int = 4  # shared experts per UniTSE block
+    rank: int = 32  # inner width (rank r) of each low-rank expert
+    type: str = "lowrank"  # registered expert type (`mmolre plugins`), e.g. lowrank, dense
+    dropout: float = 0.1  # dropout inside each expert
 
 
 @dataclass
@@ -46,23 +46,24 @@ class PretrainedConfig:
 class ModelConfig:
     """The MMoLRE architecture; component names are looked up in the plugin registry."""
 
-    architecture: str = "mmolre"  # or a baseline from ARCHITECTURES
-    d_model: int = 128
-    modalities: list[str] | None = None  # None: every modality the data holds
-    tasks: list[str] = field(default_factory=lambda: ["sa", "er"])
-    encoder: str = "linear"
-    encoders: dict[str, str] = field(default_factory=dict)  # per-modality overrides of ``encoder``
-    normalize: str = "feature"  # input features before the encoders: one of NORMALIZE
+    architecture: str = "mmolre"  # model family, one of ARCHITECTURES (the others are baselines)
+    d_model: int = 128  # width d of every token after its encoder
+    modalities: list[str] | None = None  # modalities used; null: every modality the data holds
+    tasks: list[str] = field(default_factory=lambda: ["sa", "er"])  # tasks trained jointly, among TASK_NAMES
+    encoder: str = "linear"  # registered encoder of every modality (`mmolre plugins`)
+    encoders: dict[str, str] = field(default_factory=dict)  # per-modality overrides of ``encoder`` (MODALITY: NAME)
+    normalize: str = "feature"  # input features before the encoders: one of NORMALIZE (docs/normalization.md)
     experts: ExpertConfig = field(default_factory=ExpertConfig)
-    topk: int = 2
-    router: str = "topk"
-    fusion: str = "task_adaptive"
-    blocks: int = 2
-    dropout: float = 0.1
-    unitse: bool = True
-    shared_experts: bool = True
-    specific_experts: bool = True
-    balance_coef: float = 0.01
+    topk: int = 2  # shared experts each router keeps per utterance
+    router: str = "topk"  # registered router (`mmolre plugins`)
+    fusion: str = "task_adaptive"  # registered fusion of the modalities per task (`mmolre plugins`)
+    blocks: int = 2  # stacked UniTSE blocks
+    dropout: float = 0.1  # dropout on tokens between blocks
+    unitse: bool = True  # UniTSE blocks; false feeds the encoded tokens straight to the fusion
+    shared_experts: bool = True  # the routed shared experts of each block
+    specific_experts: bool = True  # each modality's own (private) expert in each block
+    balance_coef: float = 0.01  # weight of the routers' load-balancing loss
+    #: weight of each task's loss in the joint loss
     task_weights: dict[str, float] = field(default_factory=lambda: {"sa": 1.0, "er": 1.0})
     pretrained: PretrainedConfig = field(default_factory=PretrainedConfig)
 
@@ -92,14 +93,14 @@ MAX_SEED = 2**32 - 1
 class TrainConfig:
     """Optimisation and selection; model selection always uses the validation split."""
 
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
+    epochs: int = 30  # most epochs; early stopping (``patience``) usually ends sooner
+    batch_size: int = 64  # clips per optimisation step (over all processes)
+    lr: float = 1e-3  # AdamW learning rate
+    weight_decay: float = 1e-4  # AdamW weight decay
     patience: int = 4  # epochs without improvement of ``select`` before stopping
     grad_clip: float = 1.0  # max gradient norm; 0 turns clipping off
-    seed: int = 1
-    device: str = "cpu"
+    seed: int = 1  # seed of initialisation, dropout and batch order, 0 to 2**32 - 1
+    device: str = "cpu"  # torch device: cpu, cuda or cuda:N
     select: str = "loss"  # validation metric that selects the checkpoint (direction from its name)
     schedule: str = "constant"  # learning rate: one of SCHEDULES
     warmup_epochs: int = 1  # linear warm-up before the cosine decay
@@ -113,7 +114,7 @@ class TrainConfig:
 class RunConfig:
     """Everything a training run needs; ``data`` None means the built-in synthetic dataset."""
 
-    data: str | None = None
+    data: str | None = None  # prepared HDF5 file; null: the built-in synthetic dataset
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import queue
+import re
 
 import pytest
 import torch
 from conftest import random_inputs
+from rich.console import Console
 from typer.testing import CliRunner
 
+from mmolre_cli.ablation import runner as runner_module
 from mmolre_cli.ablation.plots import scaled
 from mmolre_cli.ablation.results import summarise
 from mmolre_cli.ablation.runner import SeedRun, record_plan
 from mmolre_cli.ablation.variants import REMOVALS, WHOLE, Plan, Variant, parse_grid, plan_variants
+from mmolre_cli.cli.ablate_progress import AblationProgress
 from mmolre_cli.cli.app import app
-from mmolre_cli.config import deep_merge
+from mmolre_cli.config import build_config, deep_merge
 from mmolre_cli.data.canonical import write_canonical
 from mmolre_cli.data.synthetic import generate_synthetic
 from mmolre_cli.errors import UsageError
@@ -315,6 +321,15 @@ def test_remove_unitse_with_no_other_option_runs_on_the_builtin_data(runner, tmp
     result = runner.invoke(app, ["ablate", "--remove", "unitse"])
     assert result.exit_code == 0, result.output
     assert "full" in result.stdout and "no-unitse" in result.stdout and "MAE" in result.stdout
+    # Progress: a first line before any training, then one line per run with the count and the time left.
+    lines = result.stderr.splitlines()
+    assert lines[0] == "ablation: 2 variant parts × 3 seeds = 6 runs"
+    runs = [line for line in lines if " runs done, " in line]
+    assert [line.partition(":")[0] for line in runs] == [
+        f"{v}, seed {s}" for v in ("full", "no-unitse") for s in (1, 2, 3)
+    ]
+    assert runs[0].split(": ")[1].startswith("1/6 runs done, 5 to go, 0:0") and runs[0].endswith(" left")
+    assert runs[-1].split(": ")[1].startswith("6/6 runs done, 0 to go")
     (out,) = (tmp_path / "ablations").iterdir()
     summary = json.loads((out / "results.json").read_text())
     assert [v["name"] for v in summary["variants"]] == ["full", "no-unitse"] and summary["seeds"] == [1, 2, 3]
@@ -380,3 +395,54 @@ def test_a_variant_whose_worker_died_twice_is_left_out_and_listed_as_failed(tiny
     assert [v["name"] for v in summary["variants"]] == ["full", "no-specific"]
     assert summary["failed"] == {"no-unitse": "no-unitse: WorkerCrashedError: killed"}
     assert json.loads((tmp_path / "results.json").read_text())["failed"] == summary["failed"]
+
+
+def fake_plan(seeds_epochs: int = 30) -> Plan:
+    config = build_config({"train": {"epochs": seeds_epochs}})
+    return Plan(
+        [Variant("full", "full", {WHOLE: config}), Variant("mtl", "removal", {"sa": config, "er": config})], {}, []
+    )
+
+
+def test_the_ablation_display_shows_runs_done_and_left_the_running_epoch_and_the_time_left():
+    config = build_config({"train": {"epochs": 30}})
+    full, mtl = Variant("full", "full", {WHOLE: config}), Variant("mtl", "removal", {"sa": config, "er": config})
+    plan = Plan([full, mtl], {}, [])
+    console = Console(file=io.StringIO(), force_terminal=True, width=160)
+    progress = AblationProgress(plan, [1, 2], console)
+
+    def screen() -> str:
+        capture = Console(file=io.StringIO(), width=160, color_system=None)
+        capture.print(progress.progress.get_renderable())
+        return capture.file.getvalue()
+
+    assert "0/6 runs done, 6 to go" in screen() and "estimating" in screen()
+    progress.on_epoch(full, WHOLE, 1, {"epoch": 1})
+    progress.on_epoch(full, WHOLE, 1, {"epoch": 2})
+    assert "full, seed 1: epoch 2 of ≤30 done" in screen() and "≤" in screen().partition("runs done")[2]
+    assert progress.epochs_left() == 28 + 30 + 2 * 2 * 30
+    progress.on_epoch(full, WHOLE, 2, {"epoch": 1})  # seed 1 stopped early
+    progress.on_epoch(mtl, "sa", 1, {"epoch": 1})  # a second part running at once (--jobs)
+    assert "1/6 runs done, 5 to go" in screen() and "mtl (sa alone), seed 1: epoch 1" in screen()
+    progress.on_part(full, WHOLE, [SeedRun(1, {}, 10, 1), SeedRun(2, {}, 10, 1)], False)
+    assert "2/6 runs done, 4 to go" in screen() and "full, seed" not in screen()
+    assert re.search(r"~\d:\d\d:\d\d left", screen())
+
+
+def test_epochs_of_worker_processes_reach_on_epoch(tiny_data, tmp_path, registry, monkeypatch):
+    """--jobs: a worker puts each epoch on the queue its initializer was given; a thread of the parent relays it."""
+    from mmolre_cli import executors
+
+    events = queue.Queue()
+    monkeypatch.setattr(executors, "_to_parent", None)
+    executors._connect(events)
+    config = build_config(deep_merge(SMALL, {"data": str(tiny_data), "train": {"epochs": 2}}))
+    job = runner_module.PartJob(config, [1, 2], tmp_path, tmp_path / "runs" / "full", None, None, None, None)
+    runner_module.part_worker(job)
+    events.put(None)
+    seen = []
+    variant = Variant("full", "full", {WHOLE: config})
+    runner_module._relay(events, {str(job.directory): (variant, WHOLE)}, lambda *event: seen.append(event))
+    assert [(v.name, part, seed, summary["epoch"]) for v, part, seed, summary in seen] == [
+        ("full", WHOLE, seed, epoch) for seed in (1, 2) for epoch in (1, 2)
+    ]

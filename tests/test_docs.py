@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
 import inspect
 import json
@@ -15,6 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 from mmolre_cli.cli.app import app
+from mmolre_cli.config import RunConfig
 from mmolre_cli.data.canonical import read_canonical, write_canonical
 from mmolre_cli.data.synthetic import generate_synthetic
 from mmolre_cli.metrics import MER_SUMMARY, MSA_METRICS
@@ -34,6 +36,8 @@ def load_script(path: Path):
 
 
 gen_cli = load_script(DOCS / "gen_cli.py")
+gen_config = load_script(DOCS / "gen_config.py")
+gen_main_job = load_script(DOCS / "gen_main_job.py")
 
 
 def hook_signatures(specs: object, project: str = hookspecs.PROJECT) -> dict[str, str]:
@@ -139,6 +143,63 @@ def test_the_cli_checker_catches_an_undocumented_command(made_up_app):
         """Wave."""
 
     assert gen_cli.problems(made_up_app, text, prog="tool") == ["`tool wave` is in --help but not documented"]
+
+
+def test_config_md_documents_every_config_key_as_config_py_defines_it():
+    problems = gen_config.problems((DOCS / "config.md").read_text())
+    assert problems == [], "\n".join(problems)
+    keys = [row["key"] for row in gen_config.rows()]
+    assert "train.epochs" in keys and "model.experts.rank" in keys and "model.experts" not in keys
+
+
+def test_the_config_checker_reads_each_meaning_and_catches_a_stale_page():
+    @dataclasses.dataclass
+    class Made:
+        #: how loud,
+        #: in decibels
+        volume: int = 3
+        pitch: float = 1.0  # in Hz, one of SCHEDULES
+        mood: str = "calm"
+
+    assert gen_config.field_meanings(Made) == {
+        "volume": "how loud, in decibels",
+        "pitch": "in Hz, one of SCHEDULES",
+        "mood": "",
+    }
+    rows = {row["key"]: row for row in gen_config.rows(Made, "x.")}
+    assert rows["x.pitch"]["meaning"] == "in Hz, one of `constant`, `cosine`, `plateau`"
+    assert rows["x.volume"]["default"] == "3" and rows["x.volume"]["type"] == "int"
+    page = gen_config.render()
+    stale = page.replace(f"| `{RunConfig().train.epochs}` |", "| `31` |", 1)
+    assert stale != page and gen_config.problems(stale) == [
+        "docs/config.md differs from mmolre_cli/config.py; run `python docs/gen_config.py`"
+    ]
+
+
+def test_the_readme_test_command_is_what_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    (command,) = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("pip install")]
+    assert f"```bash\n{command}\n```" in readme
+
+
+def test_the_main_job_table_is_rendered_from_a_multi_seed_run_into_the_readme_block():
+    metrics = {"MAE": 0.9, "Corr": 0.65, "Acc_7": 0.31}
+    result = {
+        "seeds": [1, 2],
+        "mean": {"test": metrics},
+        "std": {"test": {"MAE": 0.01, "Corr": 0.02, "Acc_7": 0.015}},
+        "trivial_test": {"MAE": 1.2, "Corr": None},
+    }
+    runs = {s: {"selected_epoch": 4 + s, "history": [{}] * (8 + s), "metrics": {"test": metrics}} for s in (1, 2)}
+    block = gen_main_job.render(result, runs, "measured on a test")
+    assert "`mmolre train --experts shared=4 --topk 2 --seeds 1,2` trains" in block and ": 5/9, 6/10." in block
+    assert "| MMoLRE, mean ± std over 2 seeds | 0.9000 ± 0.0100 | 0.6500 ± 0.0200 |" in block
+    assert "| trivial predictor | 1.2000 | – |" in block
+    readme = (ROOT / "README.md").read_text()
+    rewritten = gen_main_job.replace_block(readme, block)
+    assert block in rewritten and rewritten.replace(block, "") == readme.replace(
+        readme[readme.index(gen_main_job.START) : readme.index(gen_main_job.END) + len(gen_main_job.END)], ""
+    )
 
 
 def test_metrics_md_defines_every_reported_metric():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from mmolre_cli.ablation.variants import WHOLE, Plan, Variant
 from mmolre_cli.atomic import atomic_path
 from mmolre_cli.config import RunConfig
 from mmolre_cli.errors import UsageError
+from mmolre_cli.executors import report_to_parent
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.state_files import read_json
 from mmolre_cli.training.tracking import Tracker
@@ -138,7 +140,11 @@ def part_worker(job: PartJob) -> list[SeedRun]:
     registry, parent = open_worker(
         job.threads, job.tracking_uri, job.out, job.directory.name, job.parent_run_id, job.plugins_dir
     )
-    return train_part(job, registry, parent, warn=print_warning)
+
+    def on_epoch(seed: int, summary: dict[str, float]) -> None:
+        report_to_parent((str(job.directory), seed, summary))
+
+    return train_part(job, registry, parent, warn=print_warning, on_epoch=on_epoch)
 
 
 def record_plan(plan: Plan, seeds: list[int], out: Path) -> None:
@@ -175,8 +181,9 @@ def run_plan(
     Returns {variant name: {part: runs in seed order}} and {variant name: why it failed} for the variants
     a part of which failed (its worker died twice). ``on_part(variant, part, runs, reused)`` follows every
     part (``reused``: read back from an earlier invocation); ``on_epoch(variant, part, seed, summary)``
-    every epoch of a part trained in this process. ``executor`` (default: this process; closed here only
-    on an error) runs the parts; in other processes they load plugins from ``plugins_dir`` (as ``registry`` was).
+    every epoch of a part trained in this process or in a local worker process (called from a thread of
+    this one). ``executor`` (default: this process; closed here only on an error) runs the parts; in other
+    processes they load plugins from ``plugins_dir`` (as ``registry`` was).
     """
     from mmolre_cli.executors import Failed, Inline
 
@@ -210,6 +217,12 @@ def run_plan(
         return lambda job: train_part(job, registry, parent, warn=warn, on_epoch=report)
 
     submitted: dict[int, tuple[Variant, str, PartJob]] = {}
+    events = getattr(executor, "events", None) if on_epoch else None
+    listener = None
+    if events is not None:  # local worker processes report their epochs on the executor's queue
+        parts = {str(job.directory): (variant, part) for variant, part, job in work}
+        listener = threading.Thread(target=_relay, args=(events, parts, on_epoch), daemon=True)
+        listener.start()
     try:
         while work or submitted:
             while work and len(submitted) < executor.capacity:
@@ -229,4 +242,15 @@ def run_plan(
     except BaseException:
         executor.close()  # start no part whose result nobody will read
         raise
+    finally:
+        if listener is not None:
+            events.put(None)
+            listener.join()
     return {name: parts for name, parts in results.items() if name not in failed}, failed
+
+
+def _relay(queue, parts: dict[str, tuple[Variant, str]], on_epoch: Callable) -> None:
+    """Call ``on_epoch`` for each epoch the worker processes put on ``queue``, until a None."""
+    while (item := queue.get()) is not None:
+        directory, seed, summary = item
+        on_epoch(*parts[directory], seed, summary)

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from mmolre_cli.ablation.variants import BASELINES, REMOVALS, WHOLE, parse_grid, parse_names, plan_variants
+from mmolre_cli.ablation.variants import BASELINES, REMOVALS, parse_grid, parse_names, plan_variants
 from mmolre_cli.cli.common import (
     DeterministicOption,
     DModelOption,
@@ -144,31 +144,15 @@ def ablate(
     out_dir = out or Path("ablations") / time.strftime("%Y%m%d-%H%M%S")
     uri = None if no_track else (tracking_uri or default_tracking_uri(out_dir))
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from mmolre_cli.cli.ablate_progress import AblationProgress
 
-    parts = sum(len(variant.parts) for variant in plan.variants)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, disable=not err_console.is_terminal, transient=True) as bar:
-        task = bar.add_task("ablation", total=parts)
-
-        def label(variant, part: str) -> str:
-            return variant.name if part == WHOLE else f"{variant.name} ({part} alone)"
-
-        def on_epoch(variant, part: str, seed: int, summary: dict[str, float]) -> None:
-            bar.update(task, description=escape(f"{label(variant, part)}, seed {seed}, epoch {summary['epoch']}"))
-
-        def on_part(variant, part: str, runs, reused: bool) -> None:
-            done = "read back from an earlier run" if reused else "trained"
-            selected = ", ".join(f"seed {run.seed}: epoch {run.selected_epoch}" for run in runs)
-            bar.console.print(f"{label(variant, part)}: {done} (selected {selected})", highlight=False)
-            bar.advance(task)
-
-        runner = executor_from_options(executor, jobs, ray_address, cpus_per_job, gpus_per_job)
+    runner = executor_from_options(executor, jobs, ray_address, cpus_per_job, gpus_per_job)
+    with AblationProgress(plan, seed_list, err_console) as progress:
         try:
             summary = run_ablation(
                 plan, seed_list, out_dir, registry(), executor=runner,
-                plugins_dir=ctx.find_root().params.get("plugins_dir"), tracking_uri=uri, warn=warn, on_part=on_part,
-                on_epoch=on_epoch,
+                plugins_dir=ctx.find_root().params.get("plugins_dir"), tracking_uri=uri, warn=warn,
+                on_part=progress.on_part, on_epoch=progress.on_epoch,
             )  # fmt: skip
         except KeyboardInterrupt:
             interrupted("the same command (finished runs are kept)", out_dir)

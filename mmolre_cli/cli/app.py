@@ -7,7 +7,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from typer.core import TyperGroup
 
 from mmolre_cli import __version__
 from mmolre_cli.cli.ablate import ablate
@@ -15,6 +14,7 @@ from mmolre_cli.cli.common import fail, global_options, user_errors
 from mmolre_cli.cli.data import data_app
 from mmolre_cli.cli.evaluate import evaluate
 from mmolre_cli.cli.export import export_app
+from mmolre_cli.cli.help import App, Group
 from mmolre_cli.cli.plugins import plugins
 from mmolre_cli.cli.prepare import prepare_app
 from mmolre_cli.cli.profile import profile
@@ -64,7 +64,7 @@ def empty_value(args: list[str]) -> str | None:
     return None
 
 
-class OneLineErrors(TyperGroup):
+class OneLineErrors(Group):
     """The ``mmolre`` group: parsing and dispatch report usage errors in the project's one-line form."""
 
     def make_context(self, info_name, args, *rest, **kwargs):
@@ -79,7 +79,7 @@ class OneLineErrors(TyperGroup):
             return super().invoke(ctx)
 
 
-app = typer.Typer(
+app = App(
     name="mmolre",
     cls=OneLineErrors,
     help="Multimodal Mixture of Low-Rank Experts for joint sentiment analysis and emotion recognition.",

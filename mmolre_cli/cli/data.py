@@ -9,8 +9,9 @@ import typer
 from rich.table import Table
 
 from mmolre_cli.cli.common import console, user_errors
+from mmolre_cli.cli.help import App
 
-data_app = typer.Typer(help="Inspect prepared datasets.", no_args_is_help=True)
+data_app = App(help="Inspect prepared datasets.", no_args_is_help=True)
 
 
 def _number(value: float | None, form: str) -> str:

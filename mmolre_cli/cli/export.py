@@ -7,9 +7,10 @@ from pathlib import Path
 import typer
 
 from mmolre_cli.cli.common import console, user_errors
+from mmolre_cli.cli.help import App
 from mmolre_cli.cli.prepare import check_out
 
-export_app = typer.Typer(help="Export a canonical HDF5 file to another toolkit's format.", no_args_is_help=True)
+export_app = App(help="Export a canonical HDF5 file to another toolkit's format.", no_args_is_help=True)
 
 
 @export_app.command("mmsa")

@@ -8,10 +8,11 @@ from pathlib import Path
 import typer
 
 from mmolre_cli.cli.common import console, err_console, registry, user_errors, warn
+from mmolre_cli.cli.help import App
 from mmolre_cli.data.synthetic import EMOTION_LABELS
 from mmolre_cli.errors import DataError, UsageError
 
-prepare_app = typer.Typer(help="Prepare a dataset as a canonical HDF5 file.", no_args_is_help=True)
+prepare_app = App(help="Prepare a dataset as a canonical HDF5 file.", no_args_is_help=True)
 
 _SEQ_LEN_HELP = "Steps per sample: longer inputs are truncated, shorter ones zero-padded at the end."
 

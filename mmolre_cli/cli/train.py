@@ -208,7 +208,7 @@ def train(
     warmup_epochs: int | None = typer.Option(None, "--warmup-epochs", help="Linear warm-up epochs of 'cosine'."),
     grad_clip: float | None = typer.Option(None, "--grad-clip", help="Max gradient norm (0: no clipping)."),
     select: str | None = typer.Option(
-        None, help="Validation metric that selects the checkpoint (default: loss; e.g. Non0_acc_2, WA_mean)."
+        None, help="Validation metric that selects the checkpoint, e.g. loss, Non0_acc_2, WA_mean."
     ),
     patience: int | None = typer.Option(None, help="Epochs without improvement of --select before stopping."),
     precision: str | None = typer.Option(None, help=f"Forward precision: {', '.join(PRECISIONS)} (fp16: CUDA only)."),

@@ -90,7 +90,7 @@ TABLE = (
 )
 FACTORS = tuple(f.name for f in TABLE)
 #: Bumped whenever the same options would generate different data, so that cached files regenerate.
-GENERATOR = 2
+GENERATOR = 3
 
 BUILTIN_LIKE = "mosei"
 BUILTIN_SCALE = 0.1
@@ -117,6 +117,16 @@ _MIN_LENGTH = 10
 _BLOCK_BYTES = 1 << 20
 
 
+def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` as a fixed sequence of exactly rounded multiplies and adds, so it has the same bits on every
+    machine: a BLAS library's matmul rounds differently with its CPU kernel (vector width, blocking)."""
+    term = (lambda j: a[..., j] * b[j]) if b.ndim == 1 else (lambda j: a[..., j, None] * b[j])
+    total = term(0)
+    for j in range(1, b.shape[0]):
+        total += term(j)
+    return total
+
+
 def _standardise(a: np.ndarray) -> np.ndarray:
     return (a - a.mean(axis=0)) / a.std(axis=0)
 
@@ -139,8 +149,8 @@ def _features(
     visibility = np.array([f.visibility.get(m, 0.0) for f in TABLE], dtype=np.float32)
     # Noise after the visibility weights, so that a weakly seen factor is buried in it, not just scaled.
     observed = shown * visibility + _OBSERVATION_NOISE * rng.standard_normal(shown.shape, dtype=np.float32)
-    steady = observed[:, ~_INTENSITY] @ projection[~_INTENSITY]  # shown unchanged at every carrier frame
-    offset = rng.standard_normal((n, _NUISANCE_DIM), dtype=np.float32) @ nuisance_map
+    steady = _product(observed[:, ~_INTENSITY], projection[~_INTENSITY])  # shown unchanged at every carrier frame
+    offset = _product(rng.standard_normal((n, _NUISANCE_DIM), dtype=np.float32), nuisance_map)
     x = np.empty((n, t, dim), dtype=np.float32)
     rows = max(1, _BLOCK_BYTES // (t * dim * 4))
     for s in range(0, n, rows):
@@ -151,7 +161,7 @@ def _features(
         block *= np.float32(_STEP_NOISE * np.sqrt(12))
         signs = frames[s : s + rows]
         block += (signs != 0).any(-1, keepdims=True) * steady[s : s + rows, None, :]
-        block += (signs * observed[s : s + rows, None, _INTENSITY]) @ projection[_INTENSITY]
+        block += _product(signs * observed[s : s + rows, None, _INTENSITY], projection[_INTENSITY])
         block += offset[s : s + rows, None, :]
         block *= valid[s : s + rows, :, None]
     return x
@@ -184,11 +194,14 @@ def _generate(
     # Labels see an intensity as its half-normal magnitude, standardised.
     drivers = factors.copy()
     drivers[:, _INTENSITY] = (shown[:, _INTENSITY] - np.sqrt(2 / np.pi)) / np.sqrt(1 - 2 / np.pi)
-    sentiment = _standardise(drivers @ _SENTIMENT_WEIGHTS + _SENTIMENT_NOISE * rng.standard_normal(n, dtype=np.float32))
+    sentiment = _standardise(
+        _product(drivers, _SENTIMENT_WEIGHTS) + _SENTIMENT_NOISE * rng.standard_normal(n, dtype=np.float32)
+    )
     # Adding 0.0 turns the -0.0 that rounding produces into 0.0.
     sentiment = np.round(np.clip(np.float32(1.5) * sentiment, -3, 3) * 3) / np.float32(3) + np.float32(0)
     score = _standardise(
-        drivers @ _EMOTION_WEIGHTS.T + _EMOTION_NOISE * rng.standard_normal((n, len(MOSEI_EMOTIONS)), dtype=np.float32)
+        _product(drivers, _EMOTION_WEIGHTS.T)
+        + _EMOTION_NOISE * rng.standard_normal((n, len(MOSEI_EMOTIONS)), dtype=np.float32)
     )
     # quantile gives a (level, emotion) grid; each emotion needs only its own level.
     threshold = np.quantile(score, 1 - _PREVALENCE, axis=0).diagonal().astype(np.float32)

@@ -19,6 +19,21 @@ from mmolre_cli.errors import UsageError
 
 EXECUTORS = ("local", "ray")
 
+#: In a worker process of :class:`Processes`: the queue to its parent's ``events`` (None in any other process).
+_to_parent = None
+
+
+def _connect(queue: Any) -> None:
+    """A :class:`Processes` worker's initializer: :func:`report_to_parent` puts on ``queue``."""
+    global _to_parent
+    _to_parent = queue
+
+
+def report_to_parent(item: Any) -> None:
+    """Send ``item`` (picklable) from a local worker process to :attr:`Processes.events`; nothing elsewhere."""
+    if _to_parent is not None:
+        _to_parent.put(item)
+
 
 @dataclass(frozen=True)
 class Failed:
@@ -69,7 +84,12 @@ class Processes:
         self.capacity = workers
         self.threads = max(1, (os.cpu_count() or 1) // workers)
         # Spawned, not forked: a fork would copy torch's thread pools and the open MLflow connection.
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        context = get_context("spawn")
+        #: What the workers send with :func:`report_to_parent` (a study's epochs, for its progress display).
+        self.events = context.Queue()
+        self._pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_connect, initargs=(self.events,)
+        )
         self._futures: dict[Future, int] = {}
         self._keys = itertools.count(1)
 
