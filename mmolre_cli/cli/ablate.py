@@ -30,7 +30,7 @@ from mmolre_cli.cli.common import (
     warn,
 )
 from mmolre_cli.cli.train import cli_overrides
-from mmolre_cli.config import deep_merge, load_yaml
+from mmolre_cli.config import merged_values
 from mmolre_cli.errors import UsageError
 
 #: The metrics the terminal table shows; results.csv and results.json hold all of them.
@@ -117,13 +117,12 @@ def ablate(
     if not (removals or baselines or study):
         raise UsageError("nothing to compare: give --remove, --baseline or --grid")
     seed_list = parse_seeds(seeds)
-    values = load_yaml(config) if config else {}
     overrides = cli_overrides(
         data=data, experts=experts, topk=topk, router=router, fusion=fusion, encoder=encoder, tasks=tasks,
         modalities=modalities, d_model=d_model, epochs=epochs, batch_size=batch_size, lr=lr, seed=None,
         device=device,
     )  # fmt: skip
-    plan = plan_variants(deep_merge(values, overrides), removals, baselines, study, registry())
+    plan = plan_variants(merged_values(config, overrides), removals, baselines, study, registry())
     if len(plan.variants) == 1:
         raise UsageError(f"nothing to compare: {'; '.join(plan.notes) or 'the grid holds the full model alone'}")
     for note in plan.notes:

@@ -42,8 +42,7 @@ from mmolre_cli.config import (
     build_config,
     check_components,
     check_device,
-    deep_merge,
-    load_yaml,
+    merged_values,
     parse_encoders,
     parse_experts,
     parse_list,
@@ -238,8 +237,7 @@ def train(
             )
         run_config, run_dir = None, resume
     else:
-        values = load_yaml(config) if config else {}
-        run_config = build_config(deep_merge(values, overrides), source=str(config) if config else "options")
+        run_config = build_config(merged_values(config, overrides), source=str(config) if config else "options")
         check_device(run_config.train.device)  # first: the plugin components are checked on it
         check_components(run_config, registry())
         run_dir = out or default_run_dir()

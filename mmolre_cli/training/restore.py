@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from mmolre_cli.config import build_config
+from mmolre_cli.config import ModelConfig, build_config, component_names
 from mmolre_cli.data.canonical import read_canonical
 from mmolre_cli.errors import CheckpointError, DataError, MmolreError, UsageError, first_line
 from mmolre_cli.model import DataSignature
@@ -35,6 +35,7 @@ def restore_model(run_or_checkpoint: Path, registry: Registry) -> tuple[nn.Modul
     payload = load_checkpoint(path)
     try:
         config = build_config(payload["config"], source="config")
+        check_plugins_loaded(path, config.model, payload.get("plugins") or [], registry)
         signature = DataSignature(**payload["signature"])
         model = build_model(config, signature, registry)
     except UsageError as error:  # a stored config this version or these plugins cannot build
@@ -51,6 +52,27 @@ def restore_model(run_or_checkpoint: Path, registry: Registry) -> tuple[nn.Modul
         raise CheckpointError(f"{path}: weights do not match the stored config ({detail.strip()})") from None
     payload["run_config"] = config
     return model.eval(), payload
+
+
+def check_plugins_loaded(path: Path, model: ModelConfig, recorded: list[dict[str, str]], registry: Registry) -> None:
+    """Every component the stored ``model`` uses is registered: a CheckpointError names the first that is not,
+    the plugin and package (or file) it came from as ``recorded`` at training, and how to load it otherwise."""
+    origins = {(record["kind"], record["name"]): record for record in recorded}
+    for kind, name, _ in component_names(model):
+        if name in registry.components[kind]:
+            continue
+        record = origins.get((kind, name))
+        if record is None:  # a checkpoint written before mmolre recorded plugins
+            source, how = "a plugin", "install its package, or give mmolre --plugins-dir DIR with its file"
+        else:
+            source = f"plugin {record['plugin']!r} ({record['origin']})"
+            what, _, where = record["origin"].partition(" ")
+            if what == "package":
+                package, _, version = where.rpartition(" ")
+                how = f"install it (pip install {package}=={version})"
+            else:
+                how = f"give mmolre --plugins-dir {Path(where).parent}"
+        raise CheckpointError(f"{path}: the model uses {kind} {name!r} from {source}, which is not loaded; {how}")
 
 
 def evaluate_checkpoint(

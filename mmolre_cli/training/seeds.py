@@ -91,8 +91,11 @@ def check_model_builds(config: RunConfig, registry: Registry) -> None:
 
 def parse_seeds(value: str) -> list[int]:
     """``"1,2,3"`` → [1, 2, 3]: distinct integers, or a UsageError naming ``--seeds``."""
+    items = value.split(",")
+    if any(not item.strip() for item in items):
+        raise UsageError(f"--seeds: empty item in {value!r}; expected comma-separated integers such as 1,2,3")
     try:
-        seeds = [int(item) for item in value.split(",") if item.strip()]
+        seeds = [int(item) for item in items]
     except ValueError:
         raise UsageError(f"--seeds: expected comma-separated integers, got {value!r}") from None
     if not seeds or len(set(seeds)) != len(seeds):

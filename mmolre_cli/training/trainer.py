@@ -23,7 +23,7 @@ from torch import nn
 
 from mmolre_cli import __version__
 from mmolre_cli.atomic import atomic_path, remove_temporaries
-from mmolre_cli.config import RunConfig, save_yaml
+from mmolre_cli.config import RunConfig, component_names, save_yaml
 from mmolre_cli.data.canonical import CanonicalData, read_canonical
 from mmolre_cli.data.shapes import data_shapes
 from mmolre_cli.data.synthetic import builtin_dataset_path
@@ -177,7 +177,8 @@ def train_run(
     data = read_canonical(path)
     # Modalities resolved and ``er`` dropped when the data hold no emotion labels.
     model_config, signature = resolve_model(config.model, data_shapes(data))
-    config = dataclasses.replace(config, model=model_config, data=str(path) if config.data else None)
+    # The data path as an absolute one: config.yaml's paths are read relative to the run directory.
+    config = dataclasses.replace(config, model=model_config, data=str(path.resolve()) if config.data else None)
     check_labelled(data, config.model.tasks, path)
     train_cfg = config.train
     check_precision(train_cfg.precision, device)
@@ -204,6 +205,7 @@ def train_run(
     shuffle = torch.Generator().manual_seed(train_cfg.seed)
     trained = nn.parallel.DistributedDataParallel(model) if context.active else model
     n_parameters = sum(p.numel() for p in model.parameters())
+    plugins = registry.provenance((kind, name) for kind, name, _ in component_names(config.model))
 
     history: list[dict[str, float]] = []
     first_epoch, stopped, diverged = 1, False, ""
@@ -236,6 +238,7 @@ def train_run(
             "epoch": epoch,
             "selection": selection.state_dict(),
             "thresholds": None,
+            "plugins": plugins,
             "state_dict": model.state_dict(),
         }
 
@@ -353,6 +356,7 @@ def train_run(
         "thresholds": named_thresholds,
         "n_parameters": n_parameters,
         "world_size": context.world,
+        "plugins": plugins,
         "tracking_run_id": tracker.run_id,
         "samples": {name: len(split) for name, split in splits.items()},
         "metrics": metrics,
