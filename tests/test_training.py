@@ -142,7 +142,7 @@ def test_a_diverging_run_stops_with_one_line_and_fails_its_mlflow_run(runner, ti
     )
     assert not (run_dir / "metrics.json").exists()
     client = mlflow.MlflowClient(uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("mmolre").experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
     assert run.info.status == "FAILED"
 
 
@@ -284,7 +284,7 @@ def test_resume_tracks_as_the_run_was_started(runner, reference, tmp_path, track
     assert ("MLflow run" in result.stdout) == tracked and (run_dir / "mlflow.db").exists() == tracked
     if tracked:  # the interrupted MLflow run was continued, not a second one started
         client = mlflow.MlflowClient(uri)
-        (run,) = client.search_runs([client.get_experiment_by_name("mmolre").experiment_id])
+        (run,) = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
         assert run.info.status == "FINISHED" and run.info.run_id == report(run_dir)["tracking_run_id"]
         assert len(client.get_metric_history(run.info.run_id, "valid_loss")) == 4
 
@@ -316,7 +316,7 @@ def test_mlflow_has_a_parent_run_and_a_child_per_seed(seeds_run):
 
     run_dir = seeds_run[0]
     client = mlflow.MlflowClient(f"sqlite:///{run_dir / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("mmolre").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
     (parent,) = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
     children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(child.data.params["train.seed"] for child in children) == ["1", "2"] and len(runs) == 3
@@ -339,7 +339,7 @@ def test_eval_accepts_a_multi_seed_directory_and_mlflow_run_ids(runner, seeds_ru
     shown = runner.invoke(app, ["eval", str(run_dir)])
     assert shown.exit_code == 0 and "±" in shown.stdout, shown.output
     client = mlflow.MlflowClient(uri)
-    experiment = client.get_experiment_by_name("mmolre").experiment_id
+    experiment = client.get_experiment_by_name("tiny").experiment_id
     (parent,) = client.search_runs([experiment], filter_string="tags.mlflow.runName = 'a'")
     for target in (str(run_dir), parent.info.run_id):
         result = runner.invoke(app, ["eval", target, "--json", "--tracking-uri", uri])

@@ -14,7 +14,7 @@ from mmolre_cli.atomic import remove_temporaries
 from mmolre_cli.errors import UsageError
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.state_files import read_json
-from mmolre_cli.training.tracking import Tracker
+from mmolre_cli.training.tracking import Tracker, experiment_name
 
 RESULTS_CSV, RESULTS_JSON = "results.csv", "results.json"
 HEATMAP, BARS = "heatmap.png", "bars.png"
@@ -51,7 +51,7 @@ def run_ablation(
 ) -> dict[str, Any]:
     """Train every variant of ``plan`` over ``seeds`` into ``out`` (resuming what is there) and return the
     summary written to ``results.json``. ``on_part`` and ``on_epoch`` report progress as in :func:`run_plan`."""
-    from mmolre_cli.training.trainer import write_json_atomic
+    from mmolre_cli.training.trainer import data_path, write_json_atomic
 
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -60,7 +60,8 @@ def run_ablation(
     remove_temporaries(out)  # left by an earlier invocation killed inside a write
     state_path = out / STATE_NAME
     state = read_json(state_path) if state_path.is_file() else {}
-    parent = Tracker(tracking_uri, out, f"ablate-{out.name}", on_warning=warn)
+    experiment = experiment_name(data_path(plan.reference.parts[WHOLE]))
+    parent = Tracker(tracking_uri, out, f"ablate-{out.name}", on_warning=warn, experiment=experiment)
     params = {
         "seeds": seeds,
         "variants": [v.name for v in plan.variants],

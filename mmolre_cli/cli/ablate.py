@@ -101,7 +101,10 @@ def ablate(
         None, help="Output directory (default: ablations/<date>-<time>); rerunning into it resumes."
     ),
     tracking_uri: str | None = typer.Option(
-        None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///<out>/mlflow.db)."
+        None,
+        "--tracking-uri",
+        help="MLflow tracking URI, or 'run' for a store inside the output directory "
+        "(default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory).",
     ),
     no_track: bool = typer.Option(False, "--no-track", help="Do not log to MLflow."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary (results.json) instead of the table."),
@@ -109,7 +112,7 @@ def ablate(
     """Train the full model and each variant under the same data, seeds and budget, and compare them."""
     from mmolre_cli.ablation.study import run_ablation
     from mmolre_cli.training.seeds import parse_seeds
-    from mmolre_cli.training.tracking import default_tracking_uri
+    from mmolre_cli.training.tracking import tracking_uri as resolve_tracking_uri
 
     removals = parse_names(remove, "--remove", tuple(REMOVALS))
     baselines = parse_names(baseline, "--baseline", BASELINES)
@@ -128,7 +131,7 @@ def ablate(
     for note in plan.notes:
         err_console.print(f"[cyan]Note:[/cyan] {escape(note)}", markup=True, highlight=False, soft_wrap=True)
     out_dir = out or Path("ablations") / time.strftime("%Y%m%d-%H%M%S")
-    uri = None if no_track else (tracking_uri or default_tracking_uri(out_dir))
+    uri = None if no_track else resolve_tracking_uri(tracking_uri, out_dir)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -211,14 +211,17 @@ def train(
         None, help="Continue the interrupted run in this directory, tracked where it was (or not, after --no-track)."
     ),
     tracking_uri: str | None = typer.Option(
-        None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///<out>/mlflow.db)."
+        None,
+        "--tracking-uri",
+        help="MLflow tracking URI, or 'run' for a store inside the run directory "
+        "(default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory).",
     ),
     no_track: bool = typer.Option(False, "--no-track", help="Do not log to MLflow."),
     json_output: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
 ) -> None:
     """Train MMoLRE, select on the validation split, and report the selected checkpoint's test metrics."""
     from mmolre_cli.training.seeds import parse_seeds, resumed_tracking_uri
-    from mmolre_cli.training.tracking import default_tracking_uri
+    from mmolre_cli.training.tracking import tracking_uri as resolve_tracking_uri
 
     overrides = cli_overrides(
         data=data, experts=experts, topk=topk, router=router, fusion=fusion, encoder=encoder, tasks=tasks,
@@ -246,7 +249,7 @@ def train(
     if resume is not None and not no_track and tracking_uri is None:
         uri = resumed_tracking_uri(resume)
     else:
-        uri = None if no_track else (tracking_uri or default_tracking_uri(run_dir))
+        uri = None if no_track else resolve_tracking_uri(tracking_uri, run_dir)
     device = run_config.train.device if run_config is not None else "the run's device"
     if nproc:
         with fitting_in_memory(run_config, device, resume):  # the launcher builds the model once to check it

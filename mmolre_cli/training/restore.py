@@ -21,7 +21,7 @@ from mmolre_cli.training.batches import TensorSplit
 from mmolre_cli.training.checkpoint import CHECKPOINT_NAME, LAST_NAME, find_checkpoint, load_checkpoint
 from mmolre_cli.training.evaluate import evaluate
 from mmolre_cli.training.seeds import SEEDS_NAME, aggregate, seed_dir
-from mmolre_cli.training.tracking import PARENT_TAG, check_reachable
+from mmolre_cli.training.tracking import PARENT_TAG, RUN_DIR_TAG, check_reachable, default_tracking_uri
 from mmolre_cli.training.trainer import build_model, data_path, write_json_atomic
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -127,19 +127,31 @@ def evaluate_seeds(
 
 
 def download_run(run_id: str, tracking_uri: str, destination: Path) -> Path:
-    """The MLflow run's selected checkpoint, or for a multi-seed parent run a run directory of its
-    children's checkpoints, downloaded under ``destination``."""
+    """The MLflow run's run directory (where its tags say it is), or for a run that logged its checkpoints as
+    artifacts, the selected checkpoint, or a multi-seed parent run's directory of its children's checkpoints,
+    downloaded under ``destination``."""
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     database = tracking_uri.removeprefix("sqlite:///") if tracking_uri.startswith("sqlite:///") else None
     if database is not None and not Path(database).is_file():  # MLflow would create an empty one
-        raise CheckpointError(f"MLflow run {run_id} at {tracking_uri}: no such tracking database")
+        raise CheckpointError(
+            f"MLflow run {run_id} at {tracking_uri}: no such tracking database (run eval where you trained, "
+            "or give --tracking-uri)"
+        )
     try:
         check_reachable(tracking_uri)
         client = MlflowClient(tracking_uri)
         run = client.get_run(run_id)
+        run_dir = run.data.tags.get(RUN_DIR_TAG)
+        if run_dir is not None:  # the checkpoints stayed in the run directory
+            if not (Path(run_dir) / SEEDS_NAME).is_file() and not (Path(run_dir) / CHECKPOINT_NAME).is_file():
+                raise CheckpointError(
+                    f"MLflow run {run_id}: its run directory {run_dir} holds no {CHECKPOINT_NAME} (moved or deleted?); "
+                    "eval the run directory where it is now"
+                )
+            return Path(run_dir)
         if any(item.path == CHECKPOINT_NAME for item in client.list_artifacts(run_id)):
             return Path(
                 mlflow.artifacts.download_artifacts(
@@ -175,8 +187,7 @@ def evaluate_target(
         return evaluate_checkpoint(path, registry, data=data, split=split)
     if not RUN_ID.fullmatch(target):
         raise UsageError(f"{target}: no such run directory or checkpoint, and not an MLflow run id")
-    if tracking_uri is None:
-        raise UsageError(f"{target}: an MLflow run id needs --tracking-uri (or MLFLOW_TRACKING_URI)")
+    tracking_uri = tracking_uri or default_tracking_uri()
     with tempfile.TemporaryDirectory(prefix="mmolre-eval-") as temporary:
         local = download_run(target, tracking_uri, Path(temporary))
         result = evaluate_target(str(local), registry, data=data, split=split)

@@ -48,7 +48,7 @@ from mmolre_cli.training.checkpoint import (
 from mmolre_cli.training.evaluate import forward, metrics_of, predict, trivial_baseline
 from mmolre_cli.training.plots import plot_history, plot_routing
 from mmolre_cli.training.schedule import Schedule, Selection
-from mmolre_cli.training.tracking import Tracker, stored_tracking
+from mmolre_cli.training.tracking import CHECKPOINT_TAG, Tracker, experiment_name, run_tags, stored_tracking
 
 CONFIG_NAME = "config.yaml"
 METRICS_NAME = "metrics.json"
@@ -222,10 +222,14 @@ def train_run(
         set_rng_state(last["rng"][context.rank % len(last["rng"])], shuffle)
 
     tracker = parent.child(out_dir.name) if parent is not None and context.main else None
-    tracker = tracker or Tracker(tracking_uri if context.main else None, out_dir, out_dir.name, on_warning=warn)
+    tracker = tracker or Tracker(
+        tracking_uri if context.main else None, out_dir, out_dir.name, on_warning=warn, experiment=experiment_name(path)
+    )
+    tags = {**run_tags(path, out_dir, plugins), CHECKPOINT_TAG: str((out_dir / CHECKPOINT_NAME).resolve())}
     tracker.start(
         {**config.to_dict(), "n_parameters": n_parameters, "world_size": context.world},
         resume_run_id=last["tracking_run_id"] if last is not None else None,
+        tags=tags if tracker.enabled else None,
     )
 
     def selected_payload(epoch: int) -> dict[str, Any]:
@@ -374,7 +378,8 @@ def train_run(
         ]
         write_json_atomic(report, out_dir / METRICS_NAME)
         tracker.log_metrics({f"test_{k}": v for k, v in metrics["test"].items()})
-        tracker.log_artifacts([out_dir / CONFIG_NAME, out_dir / METRICS_NAME, out_dir / CHECKPOINT_NAME, *plots])
+        # The checkpoint stays in the run directory alone: the run's tags give its path (CHECKPOINT_TAG).
+        tracker.log_artifacts([out_dir / CONFIG_NAME, out_dir / METRICS_NAME, *plots])
         tracker.end()
     context.barrier()
     return RunResult(
