@@ -196,6 +196,30 @@ def test_thresholds_are_tuned_on_validation_only_and_used_for_test(runner, refer
         assert json.loads(evaluated.stdout)["metrics"][key] == pytest.approx(value, rel=1e-6, nan_ok=True), key
 
 
+def test_curves_show_validation_metrics_and_the_learning_rate_only_when_it_changes(reference, tmp_path):
+    from mmolre_cli.training.plots import history_panels, plot_history
+
+    history = report(reference)["history"]
+    panels = history_panels(history)  # a cosine schedule: the rate changes
+    assert panels["validation metrics"] == ["valid_MAE", "valid_Corr", "valid_WA_mean"]
+    assert panels["learning rate"] == ["lr"] and "valid_loss" in panels["task losses"]
+    constant = [{**row, "lr": 1e-3} for row in history]
+    sentiment_only = [{k: v for k, v in row.items() if "WA_mean" not in k} for row in constant]
+    assert "learning rate" not in history_panels(constant)
+    assert history_panels(sentiment_only)["validation metrics"] == ["valid_MAE", "valid_Corr"]
+    assert plot_history(constant, tmp_path / "curves.png", selected_epoch=2).stat().st_size > 0
+    assert (reference / "curves.png").is_file()
+
+
+def test_a_run_keeps_a_plain_text_log_of_what_the_terminal_showed(reference):
+    log = (reference / "train.log").read_text()
+    epochs = [line for line in log.splitlines() if line.startswith("epoch ")]
+    assert len(epochs) == 4 and "train loss" in epochs[0] and "valid loss" in epochs[0]
+    selected = report(reference)["selected_epoch"]
+    assert f"MMoLRE — selected epoch {selected}" in log and f"run directory: {reference}" in log
+    assert "\x1b[" not in log  # plain text: no terminal colour codes
+
+
 def test_routing_frequencies_and_weights_per_task_block_and_modality(reference):
     routing = report(reference)["routing"]
     for split in ("valid", "test"):
@@ -327,7 +351,10 @@ def test_mlflow_has_a_parent_run_and_a_child_per_seed(seeds_run):
     )
     assert len(client.get_metric_history(child.info.run_id, "valid_loss")) == 2
     artifacts = {item.path for item in client.list_artifacts(child.info.run_id)}
-    assert {"config.yaml", "metrics.json", "checkpoint.pt", "curves.png", "routing_test.png"} <= artifacts
+    assert {"config.yaml", "metrics.json", "curves.png", "routing_test.png"} <= artifacts
+    assert "checkpoint.pt" not in artifacts  # it stays in the run directory, whose path the run's tags give
+    assert child.data.tags["mmolre.run_dir"] == str((run_dir / f"seed-{child.data.params['train.seed']}").resolve())
+    assert parent.data.tags["mmolre.run_dir"] == str(run_dir.resolve()) and "mmolre.data_sha256" in parent.data.tags
 
 
 def test_eval_accepts_a_multi_seed_directory_and_mlflow_run_ids(runner, seeds_run):

@@ -18,6 +18,7 @@ from mmolre_cli.cli.export import export_app
 from mmolre_cli.cli.plugins import plugins
 from mmolre_cli.cli.prepare import prepare_app
 from mmolre_cli.cli.profile import profile
+from mmolre_cli.cli.runs import runs
 from mmolre_cli.cli.train import train
 from mmolre_cli.errors import UsageError
 from mmolre_cli.plugins.manager import PLUGINS_DIR_ENV
@@ -132,6 +133,7 @@ app.command("eval")(evaluate)
 app.command("plugins")(plugins)
 app.command("profile")(profile)
 app.command("ablate")(ablate)
+app.command("runs")(runs)
 
 
 def main() -> None:

@@ -372,7 +372,7 @@ def train_run(
     if context.main:
         if thresholds is not None:
             atomic_save({**selected, "thresholds": torch.from_numpy(thresholds)}, out_dir / CHECKPOINT_NAME)
-        plots = [plot_history(history, out_dir / CURVES_NAME)]
+        plots = [plot_history(history, out_dir / CURVES_NAME, selection.epoch or None)]
         plots += [
             plot_routing(routing[name], out_dir / f"routing_{name}.png", f"routing on {name}") for name in routing
         ]
