@@ -315,7 +315,9 @@ def workspace(tmp_path_factory) -> dict[str, str]:
     edited_checkpoint(checkpoint, paths["needs_plugin_pt"], experts={"shared": 2, "rank": 4, "type": "explode"})
     edited_checkpoint(checkpoint, paths["gelu_pt"], experts={"shared": 2, "rank": 4, "type": "gelu_lowrank"})
     payload = torch.load(paths["gelu_pt"], weights_only=True)
-    payload["plugins"] = [{"kind": "expert", "name": "gelu_lowrank", "plugin": "gelu", "origin": "package mmolre-gelu 0.3"}]
+    payload["plugins"] = [
+        {"kind": "expert", "name": "gelu_lowrank", "plugin": "gelu", "origin": "package mmolre-gelu 0.3"}
+    ]
     torch.save(payload, paths["gelu_pt"])
     paths["no_checkpoint"].mkdir()
     for name in ("interrupted", "changed"):

@@ -380,6 +380,34 @@ def test_eval_accepts_a_multi_seed_directory_and_mlflow_run_ids(runner, seeds_ru
     assert json.loads(result.stdout)["metrics"]["MAE"] == pytest.approx(child["metrics"]["test"]["MAE"], rel=1e-6)
 
 
+def test_runs_tables_finished_runs_with_differing_settings_and_test_metrics(runner, reference, seeds_run, tmp_path):
+    import csv
+    import shutil
+
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(reference, runs_dir / "one")
+    shutil.copytree(seeds_run[0], runs_dir / "seeds")
+    result = runner.invoke(app, ["runs", str(runs_dir), "--csv", str(tmp_path / "runs.csv")])
+    assert result.exit_code == 0, result.output
+    rows = {row["run"]: row for row in csv.DictReader((tmp_path / "runs.csv").open())}
+    assert sorted(rows) == ["one", "seeds"]  # a multi-seed run is one row, not one per seed
+    one, seeds = report(runs_dir / "one"), json.loads((runs_dir / "seeds" / "summary.json").read_text())
+    assert float(rows["one"]["test_MAE"]) == one["metrics"]["test"]["MAE"] and rows["one"]["test_MAE_std"] == ""
+    assert float(rows["seeds"]["test_Corr"]) == seeds["mean"]["test"]["Corr"]
+    assert float(rows["seeds"]["test_Corr_std"]) == seeds["std"]["test"]["Corr"]
+    assert rows["one"]["seeds"] == "1" and rows["seeds"]["seeds"] == "1,2"
+    assert rows["one"]["selected_epoch"] == str(one["selected_epoch"])
+    # Only settings that differ: the epochs and schedule do, the data and the model width do not.
+    assert {"train.epochs", "train.schedule"} <= set(rows["one"]) and "model.d_model" not in rows["one"]
+    assert (rows["one"]["train.epochs"], rows["seeds"]["train.epochs"]) == ("4", "2")
+    assert "train.schedule" in result.stdout and "seeds" in result.stdout and "±" in result.stdout
+    tracked = runner.invoke(app, ["runs", "--tracking-uri", f"sqlite:///{seeds_run[0] / 'mlflow.db'}", "--json"])
+    assert tracked.exit_code == 0, tracked.output
+    (row,) = json.loads(tracked.stdout)
+    assert row["run"] == "tiny/a" and row["seeds"] == [1, 2]
+    assert row["test"]["Corr"] == pytest.approx(seeds["mean"]["test"]["Corr"])
+
+
 # Distributed
 
 

@@ -171,20 +171,16 @@ def plugin_sources(pm: pluggy.PluginManager) -> dict[str, str]:
 
 
 def plugin_origins(pm: pluggy.PluginManager) -> dict[str, str]:
-    """Plugin → where it comes from: ``package NAME VERSION`` for an installed one, else ``file PATH``."""
-    packages: dict[str, list[str]] | None = None  # read only when a plugin needs it: it scans every package
+    """Plugin → where it comes from: ``package NAME VERSION`` for an installed one, ``file PATH`` for a file of
+    a plugins directory."""
+    distributions = {point.name: point.dist for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
     origins = {}
     for name, plugin in pm.list_name_plugin():
-        module = getattr(plugin, "__name__", "").split(".")[0]
-        if name == BUILTIN or not module:
-            continue
-        if packages is None and not module.startswith(DIR_MODULE_PREFIX):
-            packages = importlib.metadata.packages_distributions()
-        if module in (packages or {}):
-            distribution = packages[module][0]
-            origins[name] = f"package {distribution} {importlib.metadata.version(distribution)}"
-        elif isinstance(getattr(plugin, "__file__", None), str):
+        module = getattr(plugin, "__name__", "")
+        if module.startswith(DIR_MODULE_PREFIX):
             origins[name] = f"file {plugin.__file__}"
+        elif name != BUILTIN and distributions.get(name) is not None:
+            origins[name] = f"package {distributions[name].name} {distributions[name].version}"
     return origins
 
 
