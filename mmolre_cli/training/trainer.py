@@ -225,11 +225,13 @@ def train_run(
     tracker = tracker or Tracker(
         tracking_uri if context.main else None, out_dir, out_dir.name, on_warning=warn, experiment=experiment_name(path)
     )
-    tags = {**run_tags(path, out_dir, plugins), CHECKPOINT_TAG: str((out_dir / CHECKPOINT_NAME).resolve())}
+    tags = None
+    if tracker.enabled:  # hashing the data file is for tracking alone
+        tags = {**run_tags(path, out_dir, plugins), CHECKPOINT_TAG: str((out_dir / CHECKPOINT_NAME).resolve())}
     tracker.start(
         {**config.to_dict(), "n_parameters": n_parameters, "world_size": context.world},
         resume_run_id=last["tracking_run_id"] if last is not None else None,
-        tags=tags if tracker.enabled else None,
+        tags=tags,
     )
 
     def selected_payload(epoch: int) -> dict[str, Any]:
