@@ -1,7 +1,8 @@
 """Training one model: select on the validation split, test the one selected checkpoint, resume exactly.
 
 A run directory holds ``config.yaml`` (the effective config), ``checkpoint.pt`` (the selected weights),
-``last.pt`` (the state after the last finished epoch), and, once finished, ``metrics.json`` and plots.
+``last.pt`` (the state after the last finished epoch), and, once finished, ``metrics.json`` and plots
+(``mmolre train`` adds ``train.log``, what it showed).
 """
 
 from __future__ import annotations
