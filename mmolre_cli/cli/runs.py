@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from mmolre_cli.cli.common import TABLE_METRICS, console, metric_cell, print_json, user_errors, warn
 from mmolre_cli.errors import UsageError
+
+#: The test metrics the table shows (those of README's table); ``--csv`` and ``--json`` carry every one.
+SHOWN_METRICS = ("MAE", "Corr", "Has0_acc_2", "Non0_acc_2", "Acc_7", "WA_mean", "micro_F1")
 
 
 @user_errors
@@ -43,15 +49,19 @@ def runs(
             ]
         )  # fmt: skip
         return
-    table = Table(title=f"{len(rows)} runs in {where}: settings that differ, test metrics")
-    for column in ["run", "seeds", *settings]:
-        table.add_column(column)
-    for metric in metrics:
-        table.add_column(metric, justify="right")
+    shown = [metric for metric in SHOWN_METRICS if metric in metrics]
+    table = Table(title=f"{len(rows)} runs in {where}: settings that differ, test metrics (mean ± std over seeds)")
+    for column in ["run", "seeds", "settings", *shown]:
+        table.add_column(column, justify="right" if column in shown else "left")
     for row in rows:
-        cells = [row.name, ",".join(map(str, row.seeds)), *(str(row.config.get(key, "–")) for key in settings)]
-        cells += [metric_cell(row.test.get(metric), row.spread.get(metric)) for metric in metrics]
+        cells = [row.name, ",".join(map(str, row.seeds))]
+        cells.append("\n".join(f"{key}={row.config.get(key, '–')}" for key in settings) or "–")
+        cells += [metric_cell(row.test.get(metric), row.spread.get(metric)) for metric in shown]
         table.add_row(*cells)
-    console.print(table)
+    if console.is_terminal:  # a terminal's table fits its width
+        console.print(table)
+    else:  # written to a file or a pipe, it is as wide as its cells
+        width = Measurement.get(console, console.options.update(width=10_000), table).maximum
+        Console(file=sys.stdout, width=width, markup=False).print(table)
     if csv_file is not None:
         console.print(f"table written to {csv_file}")

@@ -18,10 +18,12 @@ import yaml
 from mmolre_cli.atomic import atomic_path
 from mmolre_cli.errors import MmolreError, UsageError
 from mmolre_cli.state_files import read_json
-from mmolre_cli.training.seeds import SEEDS_NAME, SUMMARY_NAME
+from mmolre_cli.training.seeds import SEEDS_NAME, SUMMARY_NAME, seed_dir
 from mmolre_cli.training.tracking import PARENT_TAG, flatten
 from mmolre_cli.training.trainer import CONFIG_NAME, METRICS_NAME
 
+#: Folders where MLflow keeps artifacts (copies of a run's files) beside its store.
+MLFLOW_FOLDERS = ("mlartifacts", "mlruns")
 #: Settings every run has its own value of, shown as their own columns rather than as config differences.
 NOT_SETTINGS = ("train.seed",)
 
@@ -49,6 +51,8 @@ def runs_in_directory(directory: Path, warn: Callable[[str], None]) -> list[RunR
         run_dir = marker.parent
         if marker.name == METRICS_NAME and (run_dir.parent / SEEDS_NAME).is_file():
             continue  # one seed of a multi-seed run
+        if set(MLFLOW_FOLDERS) & set(marker.relative_to(directory).parts):
+            continue  # a copy MLflow keeps as an artifact
         name = str(run_dir.relative_to(directory)) if run_dir != directory else run_dir.name
         try:
             rows.append(_read_run(run_dir, marker, name))
@@ -60,16 +64,24 @@ def runs_in_directory(directory: Path, warn: Callable[[str], None]) -> list[RunR
 def _read_run(run_dir: Path, marker: Path, name: str) -> RunRow:
     if marker.name == SUMMARY_NAME:
         summary = read_json(marker, ("seeds", "mean", "std"))
-        config = read_json(run_dir / SEEDS_NAME, ("config",))["config"]
+        # The first seed's config as it ran (modalities resolved, data absolute), as a single run stores it.
+        config = _read_config(seed_dir(run_dir, summary["seeds"][0]) / CONFIG_NAME)
         test, spread = summary["mean"].get("test", {}), summary["std"].get("test", {})
         return RunRow(name, list(summary["seeds"]), flatten(config), _numbers(test), _numbers(spread))
     report = read_json(marker, ("metrics", "seed", "selected_epoch"))
-    try:
-        config = yaml.safe_load((run_dir / CONFIG_NAME).read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise UsageError(f"{run_dir / CONFIG_NAME}: cannot read ({type(error).__name__})") from None
     test = _numbers(report["metrics"].get("test", {}))
-    return RunRow(name, [report["seed"]], flatten(config or {}), test, selected_epoch=report["selected_epoch"])
+    config = flatten(_read_config(run_dir / CONFIG_NAME))
+    return RunRow(name, [report["seed"]], config, test, selected_epoch=report["selected_epoch"])
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise UsageError(f"{path}: cannot read ({type(error).__name__})") from None
+    if not isinstance(config, dict):
+        raise UsageError(f"{path}: not a run's config (no mapping)")
+    return config
 
 
 def runs_in_store(tracking_uri: str) -> list[RunRow]:
