@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from mmolre_cli.atomic import atomic_path
-from mmolre_cli.errors import UsageError
+from mmolre_cli.errors import DataError, UsageError
 
 
 @dataclass
@@ -275,9 +275,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         values = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark else ""
-        raise UsageError(f"{path}: not valid YAML{line}") from None
+        raise UsageError(f"{path}: not valid YAML{yaml_problem(error)}") from None
     if values is None:
         return {}
     if not isinstance(values, dict):
@@ -286,7 +284,36 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     values = {key: {} if value is None and key in ("model", "train") else value for key, value in values.items()}
     # Types are checked here, where the file alone is at fault; ranges after the command's flags are merged in.
     _from_dict(RunConfig, values, str(path))
+    if values.get("data") and not Path(values["data"]).is_absolute():
+        values["data"] = str(path.parent / values["data"])  # a config file's paths are relative to it
     return values
+
+
+def yaml_problem(error: Exception) -> str:
+    """Where and what PyYAML found wrong, as `` at line 3: mapping values are not allowed here``, with what it
+    was parsing when that started elsewhere; nothing when it says neither."""
+    mark, problem = getattr(error, "problem_mark", None), getattr(error, "problem", None)
+    where = f" at line {mark.line + 1}" if mark else ""
+    if not problem:
+        return where
+    context, started = getattr(error, "context", None), getattr(error, "context_mark", None)
+    if context and started is not None and (mark is None or started.line != mark.line):
+        context += f" started at line {started.line + 1}"
+    return f"{where}: {problem}" + (f" ({context})" if context else "")
+
+
+def merged_values(config: Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The config file's values (none without one) with the command's ``overrides`` merged in. A data file
+    that the config file names and the command does not override must exist: a DataError names the config
+    file, its key and the path as written there otherwise."""
+    if config is None:
+        return deep_merge({}, overrides)
+    values = load_yaml(config)
+    if values.get("data") and "data" not in overrides and not Path(values["data"]).exists():
+        written = yaml.safe_load(Path(config).read_text())["data"]
+        resolved = "" if written == values["data"] else f" (relative to the config file: {values['data']})"
+        raise DataError(f"{config}: data: {written}: file not found{resolved}")
+    return deep_merge(values, overrides)
 
 
 def build_config(values: dict[str, Any], *, source: str = "config") -> RunConfig:
@@ -440,6 +467,14 @@ def check_device(device: str) -> None:
             raise UsageError(f"--device {device}: {found}")
 
 
+def component_names(model: ModelConfig) -> list[tuple[str, str, str]]:
+    """(kind, name, the option that sets it) of every registered component ``model`` uses."""
+    names = [("encoder", model.encoder, "--encoder")]
+    names += [("encoder", name, f"--encoder {modality}") for modality, name in model.encoders.items()]
+    names += [("expert", model.experts.type, "--experts type"), ("router", model.router, "--router")]
+    return [*names, ("fusion", model.fusion, "--fusion")]
+
+
 def check_components(config: RunConfig, registry, device: str | None = None) -> None:
     """Every component name in ``config`` is registered (a UsageError naming the option otherwise), and every
     plugin component among them passes its kind's contract at the model's sizes, on ``device`` (default
@@ -447,11 +482,7 @@ def check_components(config: RunConfig, registry, device: str | None = None) -> 
     from mmolre_cli.plugins.contracts import SmokeSizes
 
     model = config.model
-    used = [registry.get("encoder", model.encoder, option="--encoder")]
-    used += [registry.get("encoder", name, option=f"--encoder {modality}") for modality, name in model.encoders.items()]
-    used.append(registry.get("expert", model.experts.type, option="--experts type"))
-    used.append(registry.get("router", model.router, option="--router"))
-    used.append(registry.get("fusion", model.fusion, option="--fusion"))
+    used = [registry.get(kind, name, option=option) for kind, name, option in component_names(model)]
     sizes = SmokeSizes(
         d_model=model.d_model,
         n_experts=model.experts.shared,

@@ -17,7 +17,9 @@ EMOTIONS = ["happy", "sad", "anger", "surprise", "disgust", "fear"]
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch, tmp_path_factory):
-    """No test sees the user's cache, tracking server or plugin settings."""
+    """No test sees the user's cache, tracking server or plugin settings, or writes into the working directory
+    (where a tracked run's MLflow store is by default)."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
     monkeypatch.setenv("MMOLRE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     for name in ("MMOLRE_LOAD_PLUGINS", "MMOLRE_PLUGINS_DIR", "MMOLRE_TRACE_PLUGINS"):

@@ -333,11 +333,11 @@ def test_remove_unitse_with_no_other_option_runs_on_the_builtin_data(runner, tmp
     (out,) = (tmp_path / "ablations").iterdir()
     summary = json.loads((out / "results.json").read_text())
     assert [v["name"] for v in summary["variants"]] == ["full", "no-unitse"] and summary["seeds"] == [1, 2, 3]
-    assert (out / "bars.png").is_file() and (out / "mlflow.db").is_file()
+    assert (out / "bars.png").is_file() and (tmp_path / "mlflow.db").is_file()  # the working directory's store
     import mlflow
 
-    client = mlflow.tracking.MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
-    runs = client.search_runs(client.get_experiment_by_name("mmolre").experiment_id)
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs(client.get_experiment_by_name("builtin").experiment_id)
     parent = {r.info.run_id for r in runs if r.info.run_name.startswith("ablate-")}
     variants = {r.info.run_id: r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") in parent}
     seeds = [r for r in runs if r.data.tags.get("mlflow.parentRunId") in variants]

@@ -79,6 +79,7 @@ CASES = [
     case("model-beyond-memory", f"{TRAIN} --d-model 1000000000000000", 2, "--d-model 1000000000000000, --experts",
          "--batch-size 64: the model and its inputs do not fit in cpu memory"),
     case("seed-negative", f"{TRAIN} --seed -1", 2, "options: train.seed must be in [0, 4294967295], got -1"),
+    case("seeds-empty-item", f"{TRAIN} --seeds 1,,2", 2, "--seeds: empty item in '1,,2'"),
     case("seeds-too-large", f"{TRAIN} --seeds 1,5000000000", 2, "--seeds: each seed must be in [0, 4294967295]"),
     case("device-unknown", f"{TRAIN} --device meta", 2, "train.device: unknown device 'meta' (valid: cpu, cuda"),
     case("device-without-cuda", f"{TRAIN} --device cuda:7", 2, "--device cuda:7:"),
@@ -129,14 +130,22 @@ CASES = [
          files=config("model: {balance_coef: -5}\n")),
     case("yaml-empty-data-path", f"{TRAIN_ON.replace(' --data', '')} --config cfg.yaml", 2,
          "cfg.yaml: data: empty path", files=config("data: ''\n")),
-    case("yaml-invalid", f"{TRAIN} --config cfg.yaml", 2, "cfg.yaml: not valid YAML at line 3",
-         files=config("model:\n  topk: [\n")),
+    case("yaml-invalid", f"{TRAIN} --config cfg.yaml", 2,
+         "cfg.yaml: not valid YAML at line 3: expected the node content, but found '<stream end>' "
+         "(while parsing a flow node)", files=config("model:\n  topk: [\n")),
+    case("yaml-bad-indent", f"{TRAIN} --config cfg.yaml", 2,
+         "cfg.yaml: not valid YAML at line 3: mapping values are not allowed here",
+         files=config("train:\n  epochs: 3\n   lr: 0.1\n")),
     case("yaml-list-at-top", f"{TRAIN} --config cfg.yaml", 2, "cfg.yaml: expected a mapping at the top level, got list",
          files=config("- model\n- train\n")),
-    case("yaml-python-tag", f"{TRAIN} --config cfg.yaml", 2, "cfg.yaml: not valid YAML",
+    case("yaml-python-tag", f"{TRAIN} --config cfg.yaml", 2, "cfg.yaml: not valid YAML at line 1: could not "
+         "determine a constructor for the tag 'tag:yaml.org,2002:python/object/apply:os.system'",
          files=config("model: !!python/object/apply:os.system ['true']\n")),
     case("config-not-text", f"{TRAIN} --config cfg.yaml", 2, "cfg.yaml: not a YAML config (not UTF-8 text)",
          files={"cfg.yaml": b"\x89HDF\r\n\x1a\n\xff\xfe"}),
+    case("config-data-missing", "train --out out --no-track --config conf/cfg.yaml", 1,
+         "conf/cfg.yaml: data: data/mosi.h5: file not found (relative to the config file: conf/data/mosi.h5)",
+         files={"conf/cfg.yaml": "data: data/mosi.h5\n", "data/mosi.h5": ""}),
     case("config-missing", f"{TRAIN} --config none.yaml", 2, "none.yaml: cannot read config file"),
     case("config-is-a-directory", f"{TRAIN} --config .", 2, ".: cannot read config file"),
     # data files
@@ -171,8 +180,13 @@ CASES = [
     case("checkpoint-foreign", "eval {foreign_pt}", 1, "{foreign_pt}: not an mmolre checkpoint"),
     case("checkpoint-other-config", "eval {other_config_pt}", 1, "{other_config_pt}: weights do not match",
          "size mismatch for"),
-    case("checkpoint-needs-missing-plugin", "eval {needs_plugin_pt}", 1, "{needs_plugin_pt}:",
-         "unknown value 'explode'"),
+    case("checkpoint-needs-missing-plugin", "eval {needs_plugin_pt}", 1,
+         "{needs_plugin_pt}: the model uses expert 'explode' from a plugin, which is not loaded",
+         "give mmolre --plugins-dir DIR"),
+    # A component named like a built-in ('lowrank') is a missing plugin's, not a typo to correct.
+    case("checkpoint-needs-recorded-plugin", "eval {gelu_pt}", 1,
+         "{gelu_pt}: the model uses expert 'gelu_lowrank' from plugin 'gelu' (package mmolre-gelu 0.3), "
+         "which is not loaded; install it (pip install mmolre-gelu==0.3)"),
     case("checkpoint-not-in-run-dir", "eval {no_checkpoint}", 1, "checkpoint.pt: no checkpoint found"),
     case("eval-resume-state", "eval {run}/last.pt", 1, "{run}/last.pt: holds what resuming needs",
          "eval checkpoint.pt"),
@@ -180,6 +194,10 @@ CASES = [
     case("eval-training-data-gone", "eval {data_gone_pt}", 1, "gone.h5: file not found", "give --data"),
     case("eval-run-id-without-database", "eval 0123456789abcdef0123456789abcdef --tracking-uri sqlite:///none.db", 1,
          "sqlite:///none.db: no such tracking database"),
+    case("runs-no-directory", "runs nowhere", 2, "nowhere: no such directory"),
+    case("runs-none-finished", "runs {interrupted}", 2, "{interrupted}: no finished runs"),
+    case("runs-store-missing", "runs --tracking-uri sqlite:///none.db", 2,
+         "--tracking-uri sqlite:///none.db: no such tracking database"),
     case("encoder-for-no-modality", f"{TRAIN} --encoder smell=lstm", 2, "--encoder smell: not a modality of the data"),
     case("prepare-existing-output-through-missing-dir", "prepare synthetic --out nowhere/../old.h5 --scale 0.01", 1,
          "nowhere/../old.h5: already exists", files={"old.h5": b"kept"}),
@@ -262,6 +280,7 @@ WORKSPACE = {
     "no_checkpoint": "no_checkpoint", "garbage_pt": "garbage.pt", "truncated_pt": "truncated.pt",
     "foreign_pt": "foreign.pt", "other_config_pt": "other_config.pt", "needs_plugin_pt": "needs_plugin.pt",
     "plugins": "plugins", "damaged_multi": "damaged_multi", "ablation": "ablation", "data_gone_pt": "data_gone.pt",
+    "gelu_pt": "gelu.pt",
     "unlabelled_valid": "unlabelled_valid.h5",
 }  # fmt: skip
 
@@ -298,6 +317,12 @@ def workspace(tmp_path_factory) -> dict[str, str]:
     torch.save({"weights": torch.zeros(2)}, paths["foreign_pt"])
     edited_checkpoint(checkpoint, paths["other_config_pt"], d_model=32)
     edited_checkpoint(checkpoint, paths["needs_plugin_pt"], experts={"shared": 2, "rank": 4, "type": "explode"})
+    edited_checkpoint(checkpoint, paths["gelu_pt"], experts={"shared": 2, "rank": 4, "type": "gelu_lowrank"})
+    payload = torch.load(paths["gelu_pt"], weights_only=True)
+    payload["plugins"] = [
+        {"kind": "expert", "name": "gelu_lowrank", "plugin": "gelu", "origin": "package mmolre-gelu 0.3"}
+    ]
+    torch.save(payload, paths["gelu_pt"])
     paths["no_checkpoint"].mkdir()
     for name in ("interrupted", "changed"):
         shutil.copytree(paths["run"], paths[name])
@@ -323,6 +348,7 @@ def test_bad_input_fails_cleanly(case, workspace, tmp_path, monkeypatch):
     """One line on stderr, nothing on stdout, the case's exit code, and no file created or changed anywhere."""
     monkeypatch.chdir(tmp_path)
     for name, content in case.files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     before = snapshot(tmp_path, Path(workspace["root"]))
     result = run_main(shlex.split(case.args.format(**workspace)))

@@ -93,19 +93,54 @@ def test_mosi_like_data_trains_sentiment_only(runner, tiny_mosi, tmp_path):
     assert "Corr" in test and "WA_mean" not in test
 
 
-def test_train_logs_to_mlflow_in_the_run_directory(runner, tiny_data, tmp_path):
-    run_dir = tmp_path / "tracked"
-    result = runner.invoke(app, ["train", "--data", str(tiny_data), *FAST, "--epochs", "1", "--out", str(run_dir)])
-    assert result.exit_code == 0, result.output
+def test_two_train_runs_in_one_directory_share_its_mlflow_store_each_tagged(runner, tiny_data, tmp_path):
+    """As MLflow itself: one store (``mlflow.db``) per working directory, an experiment per dataset; every run
+    tagged with the mmolre version, the git commit it ran from and the data's SHA-256; the checkpoint stays in
+    the run directory (its path a tag, not a second copy), and ``eval RUN_ID`` finds it without options."""
+    import hashlib
+    import subprocess
+    from pathlib import Path
+
     import mlflow
 
+    from mmolre_cli import __version__
+
+    for name in ("a", "b"):
+        args = ["train", "--data", str(tiny_data), *FAST, "--epochs", "1", "--out", str(tmp_path / name)]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    assert not (tmp_path / "a" / "mlflow.db").exists()
     # A client, not mlflow.set_tracking_uri: that also sets MLFLOW_TRACKING_URI, which would leak into later tests.
-    client = mlflow.MlflowClient(f"sqlite:///{run_dir / 'mlflow.db'}")
-    (run,) = client.search_runs([client.get_experiment_by_name("mmolre").experiment_id])
-    assert run.data.params["model.experts.shared"] == "2"
-    assert "test_Corr" in run.data.metrics and "valid_loss" in run.data.metrics
-    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.yaml", "metrics.json", "checkpoint.pt"} <= artifacts
+    client = mlflow.MlflowClient(f"sqlite:///{Path.cwd() / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert sorted(run.info.run_name for run in runs) == ["a", "b"]
+    digest = hashlib.sha256(tiny_data.read_bytes()).hexdigest()
+    source = Path(__file__).resolve().parents[1]
+    commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    for run in runs:
+        tags = run.data.tags
+        assert tags["mmolre.version"] == __version__ and tags["mmolre.data_sha256"] == digest
+        assert tags["mlflow.source.git.commit"] == commit.strip() and len(commit.strip()) == 40
+        assert tags["mmolre.checkpoint"] == str((tmp_path / run.info.run_name / "checkpoint.pt").resolve())
+        assert run.data.params["model.experts.shared"] == "2"
+        assert "test_Corr" in run.data.metrics and "valid_loss" in run.data.metrics
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"config.yaml", "metrics.json"} <= artifacts and "checkpoint.pt" not in artifacts
+    run = runs[0]
+    evaluated = runner.invoke(app, ["eval", run.info.run_id, "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    stored = json.loads((tmp_path / run.info.run_name / "metrics.json").read_text())["metrics"]["test"]
+    assert json.loads(evaluated.stdout)["metrics"]["MAE"] == pytest.approx(stored["MAE"], rel=1e-6)
+
+
+def test_tracking_uri_run_keeps_a_store_inside_the_run_directory(runner, tiny_data, tmp_path):
+    run_dir = tmp_path / "own"
+    args = ["train", "--data", str(tiny_data), *FAST, "--epochs", "1", "--out", str(run_dir), "--tracking-uri", "run"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    from pathlib import Path
+
+    assert (run_dir / "mlflow.db").is_file() and not (Path.cwd() / "mlflow.db").exists()
 
 
 def test_unreachable_tracking_server_warns_and_training_completes(runner, tiny_data, tmp_path):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mmolre_cli.config import build_config, deep_merge, load_yaml, parse_encoders, parse_experts
-from mmolre_cli.errors import UsageError
+from mmolre_cli.config import build_config, deep_merge, load_yaml, merged_values, parse_encoders, parse_experts
+from mmolre_cli.errors import DataError, UsageError
 
 
 def test_experts_accepts_the_comma_form_and_the_repeated_form():
@@ -75,3 +75,21 @@ def test_a_yaml_section_with_every_key_commented_out_is_empty(tmp_path):
     path = tmp_path / "cfg.yaml"
     path.write_text("model:\n  # topk: 3\ntrain:\n  lr: 0.01\n")
     assert build_config(load_yaml(path)).model == build_config({}).model
+
+
+def test_a_config_files_data_path_is_relative_to_the_file_not_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "mosi.h5").write_bytes(b"")
+    config = tmp_path / "configs" / "mosi.yaml"
+    config.write_text("data: ../data/mosi.h5\n")
+    monkeypatch.chdir(tmp_path / "data")  # where ../data/mosi.h5 names nothing
+    assert merged_values(config, {})["data"] == str(tmp_path / "configs" / ".." / "data" / "mosi.h5")
+    absolute = tmp_path / "data" / "mosi.h5"
+    config.write_text(f"data: {absolute}\n")
+    assert load_yaml(config)["data"] == str(absolute)
+    config.write_text("data: data/mosi.h5\n")  # right from the working directory's parent, wrong from the file's
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=r"mosi.yaml: data: data/mosi.h5: file not found \(relative to the config"):
+        merged_values(config, {})
+    assert merged_values(config, {"data": str(absolute)})["data"] == str(absolute)  # --data overrides it

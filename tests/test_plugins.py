@@ -120,6 +120,15 @@ def test_entry_point_plugins_load_and_a_broken_one_is_reported(installed_plugins
     assert "missing dependency xyz" in registry.failures[0].error
 
 
+def test_the_registry_knows_each_plugin_components_package_or_file(installed_plugins, plugins_dir):
+    registry = build_registry(*get_plugin_manager(plugins_dir))
+    used = [("fusion", "first_modality"), ("expert", "narrow"), ("expert", "lowrank"), ("expert", "narrow")]
+    assert registry.provenance(used) == [
+        {"kind": "fusion", "name": "first_modality", "plugin": "good", "origin": "package mmolre-test-plugins 1.0"},
+        {"kind": "expert", "name": "narrow", "plugin": "narrow", "origin": f"file {plugins_dir / 'narrow.py'}"},
+    ]  # built-ins are mmolre's own; each component once
+
+
 def test_allow_list_limits_third_party_plugins(installed_plugins, monkeypatch):
     monkeypatch.setenv("MMOLRE_LOAD_PLUGINS", "good")
     registry = build_registry(*get_plugin_manager())

@@ -177,7 +177,7 @@ def test_a_failed_checkpoint_write_names_the_file_and_keeps_the_previous_epoch(
     fail_writes("last.pt", errno.ENOSPC, after=1)
     result = runner.invoke(app, ["train", "--data", str(tiny_data), *TINY, "--epochs", "2", "--out", str(run_dir)])
     one_line_error(result, f"{run_dir / 'last.pt'}: cannot write: No space left on device")
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "config.yaml", "last.pt"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "config.yaml", "last.pt", "train.log"]
     assert load_checkpoint(run_dir / "last.pt")["epoch"] == 1
     monkeypatch.undo()
     resumed = runner.invoke(app, ["train", "--resume", str(run_dir), "--no-track"])

@@ -142,7 +142,7 @@ def test_a_diverging_run_stops_with_one_line_and_fails_its_mlflow_run(runner, ti
     )
     assert not (run_dir / "metrics.json").exists()
     client = mlflow.MlflowClient(uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("mmolre").experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
     assert run.info.status == "FAILED"
 
 
@@ -194,6 +194,30 @@ def test_thresholds_are_tuned_on_validation_only_and_used_for_test(runner, refer
     assert evaluated.exit_code == 0, evaluated.output
     for key, value in values["metrics"]["test"].items():
         assert json.loads(evaluated.stdout)["metrics"][key] == pytest.approx(value, rel=1e-6, nan_ok=True), key
+
+
+def test_curves_show_validation_metrics_and_the_learning_rate_only_when_it_changes(reference, tmp_path):
+    from mmolre_cli.training.plots import history_panels, plot_history
+
+    history = report(reference)["history"]
+    panels = history_panels(history)  # a cosine schedule: the rate changes
+    assert panels["validation metrics"] == ["valid_MAE", "valid_Corr", "valid_WA_mean"]
+    assert panels["learning rate"] == ["lr"] and "valid_loss" in panels["task losses"]
+    constant = [{**row, "lr": 1e-3} for row in history]
+    sentiment_only = [{k: v for k, v in row.items() if "WA_mean" not in k} for row in constant]
+    assert "learning rate" not in history_panels(constant)
+    assert history_panels(sentiment_only)["validation metrics"] == ["valid_MAE", "valid_Corr"]
+    assert plot_history(constant, tmp_path / "curves.png", selected_epoch=2).stat().st_size > 0
+    assert (reference / "curves.png").is_file()
+
+
+def test_a_run_keeps_a_plain_text_log_of_what_the_terminal_showed(reference):
+    log = (reference / "train.log").read_text()
+    epochs = [line for line in log.splitlines() if line.startswith("epoch ")]
+    assert len(epochs) == 4 and "train loss" in epochs[0] and "valid loss" in epochs[0]
+    selected = report(reference)["selected_epoch"]
+    assert f"MMoLRE — selected epoch {selected}" in log and f"run directory: {reference}" in log
+    assert "\x1b[" not in log  # plain text: no terminal colour codes
 
 
 def test_routing_frequencies_and_weights_per_task_block_and_modality(reference):
@@ -284,7 +308,7 @@ def test_resume_tracks_as_the_run_was_started(runner, reference, tmp_path, track
     assert ("MLflow run" in result.stdout) == tracked and (run_dir / "mlflow.db").exists() == tracked
     if tracked:  # the interrupted MLflow run was continued, not a second one started
         client = mlflow.MlflowClient(uri)
-        (run,) = client.search_runs([client.get_experiment_by_name("mmolre").experiment_id])
+        (run,) = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
         assert run.info.status == "FINISHED" and run.info.run_id == report(run_dir)["tracking_run_id"]
         assert len(client.get_metric_history(run.info.run_id, "valid_loss")) == 4
 
@@ -316,7 +340,7 @@ def test_mlflow_has_a_parent_run_and_a_child_per_seed(seeds_run):
 
     run_dir = seeds_run[0]
     client = mlflow.MlflowClient(f"sqlite:///{run_dir / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("mmolre").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
     (parent,) = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
     children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(child.data.params["train.seed"] for child in children) == ["1", "2"] and len(runs) == 3
@@ -327,7 +351,10 @@ def test_mlflow_has_a_parent_run_and_a_child_per_seed(seeds_run):
     )
     assert len(client.get_metric_history(child.info.run_id, "valid_loss")) == 2
     artifacts = {item.path for item in client.list_artifacts(child.info.run_id)}
-    assert {"config.yaml", "metrics.json", "checkpoint.pt", "curves.png", "routing_test.png"} <= artifacts
+    assert {"config.yaml", "metrics.json", "curves.png", "routing_test.png"} <= artifacts
+    assert "checkpoint.pt" not in artifacts  # it stays in the run directory, whose path the run's tags give
+    assert child.data.tags["mmolre.run_dir"] == str((run_dir / f"seed-{child.data.params['train.seed']}").resolve())
+    assert parent.data.tags["mmolre.run_dir"] == str(run_dir.resolve()) and "mmolre.data_sha256" in parent.data.tags
 
 
 def test_eval_accepts_a_multi_seed_directory_and_mlflow_run_ids(runner, seeds_run):
@@ -339,7 +366,7 @@ def test_eval_accepts_a_multi_seed_directory_and_mlflow_run_ids(runner, seeds_ru
     shown = runner.invoke(app, ["eval", str(run_dir)])
     assert shown.exit_code == 0 and "±" in shown.stdout, shown.output
     client = mlflow.MlflowClient(uri)
-    experiment = client.get_experiment_by_name("mmolre").experiment_id
+    experiment = client.get_experiment_by_name("tiny").experiment_id
     (parent,) = client.search_runs([experiment], filter_string="tags.mlflow.runName = 'a'")
     for target in (str(run_dir), parent.info.run_id):
         result = runner.invoke(app, ["eval", target, "--json", "--tracking-uri", uri])
@@ -351,6 +378,35 @@ def test_eval_accepts_a_multi_seed_directory_and_mlflow_run_ids(runner, seeds_ru
     result = runner.invoke(app, ["eval", child["tracking_run_id"], "--json", "--tracking-uri", uri])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["metrics"]["MAE"] == pytest.approx(child["metrics"]["test"]["MAE"], rel=1e-6)
+
+
+def test_runs_tables_finished_runs_with_differing_settings_and_test_metrics(runner, reference, seeds_run, tmp_path):
+    import csv
+    import shutil
+
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(reference, runs_dir / "one")
+    shutil.copytree(seeds_run[0], runs_dir / "seeds")
+    result = runner.invoke(app, ["runs", str(runs_dir), "--csv", str(tmp_path / "runs.csv")])
+    assert result.exit_code == 0, result.output
+    rows = {row["run"]: row for row in csv.DictReader((tmp_path / "runs.csv").open())}
+    assert sorted(rows) == ["one", "seeds"]  # a multi-seed run is one row, not one per seed
+    one, seeds = report(runs_dir / "one"), json.loads((runs_dir / "seeds" / "summary.json").read_text())
+    assert float(rows["one"]["test_MAE"]) == one["metrics"]["test"]["MAE"] and rows["one"]["test_MAE_std"] == ""
+    assert float(rows["seeds"]["test_Corr"]) == seeds["mean"]["test"]["Corr"]
+    assert float(rows["seeds"]["test_Corr_std"]) == seeds["std"]["test"]["Corr"]
+    assert rows["one"]["seeds"] == "1" and rows["seeds"]["seeds"] == "1,2"
+    assert rows["one"]["selected_epoch"] == str(one["selected_epoch"])
+    # Only settings that differ: the epochs and schedule do, the data and the model width do not.
+    assert {"train.epochs", "train.schedule"} <= set(rows["one"]) and "model.d_model" not in rows["one"]
+    assert (rows["one"]["train.epochs"], rows["seeds"]["train.epochs"]) == ("4", "2")
+    assert "train.schedule=cosine" in result.stdout and "train.schedule=constant" in result.stdout
+    assert f"{seeds['mean']['test']['MAE']:.4f} ± {seeds['std']['test']['MAE']:.4f}" in result.stdout
+    tracked = runner.invoke(app, ["runs", "--tracking-uri", f"sqlite:///{seeds_run[0] / 'mlflow.db'}", "--json"])
+    assert tracked.exit_code == 0, tracked.output
+    (row,) = json.loads(tracked.stdout)
+    assert row["run"] == "tiny/a" and row["seeds"] == [1, 2]
+    assert row["test"]["Corr"] == pytest.approx(seeds["mean"]["test"]["Corr"])
 
 
 # Distributed

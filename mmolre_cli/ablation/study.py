@@ -14,7 +14,7 @@ from mmolre_cli.atomic import remove_temporaries
 from mmolre_cli.errors import TrainingError, UsageError
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.state_files import read_json
-from mmolre_cli.training.tracking import Tracker
+from mmolre_cli.training.tracking import Tracker, experiment_name
 
 if TYPE_CHECKING:
     from mmolre_cli.executors import Executor
@@ -56,7 +56,7 @@ def run_ablation(
     summary written to ``results.json``. ``on_part`` and ``on_epoch`` report progress, and ``executor`` runs
     the parts, as in :func:`run_plan`. A variant whose worker died twice is left out of the summary and
     listed under ``failed`` (a rerun trains it); the reference's failure is a TrainingError."""
-    from mmolre_cli.training.trainer import write_json_atomic
+    from mmolre_cli.training.trainer import data_path, write_json_atomic
 
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -65,7 +65,8 @@ def run_ablation(
     remove_temporaries(out)  # left by an earlier invocation killed inside a write
     state_path = out / STATE_NAME
     state = read_json(state_path) if state_path.is_file() else {}
-    parent = Tracker(tracking_uri, out, f"ablate-{out.name}", on_warning=warn)
+    experiment = experiment_name(data_path(plan.reference.parts[WHOLE]))
+    parent = Tracker(tracking_uri, out, f"ablate-{out.name}", on_warning=warn, experiment=experiment)
     params = {
         "seeds": seeds,
         "variants": [v.name for v in plan.variants],

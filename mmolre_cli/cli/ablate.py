@@ -38,7 +38,7 @@ from mmolre_cli.cli.scale import (
     executor_from_options,
 )
 from mmolre_cli.cli.train import cli_overrides
-from mmolre_cli.config import deep_merge, load_yaml
+from mmolre_cli.config import merged_values
 from mmolre_cli.errors import UsageError
 
 #: The metrics the terminal table shows; results.csv and results.json hold all of them.
@@ -114,7 +114,10 @@ def ablate(
         None, help="Output directory (default: ablations/<date>-<time>); rerunning into it resumes."
     ),
     tracking_uri: str | None = typer.Option(
-        None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///<out>/mlflow.db)."
+        None,
+        "--tracking-uri",
+        help="MLflow tracking URI, or 'run' for a store inside the output directory "
+        "(default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory).",
     ),
     no_track: bool = typer.Option(False, "--no-track", help="Do not log to MLflow."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary (results.json) instead of the table."),
@@ -122,7 +125,7 @@ def ablate(
     """Train the full model and each variant under the same data, seeds and budget, and compare them."""
     from mmolre_cli.ablation.study import run_ablation
     from mmolre_cli.training.seeds import parse_seeds
-    from mmolre_cli.training.tracking import default_tracking_uri
+    from mmolre_cli.training.tracking import tracking_uri as resolve_tracking_uri
 
     removals = parse_names(remove, "--remove", tuple(REMOVALS))
     baselines = parse_names(baseline, "--baseline", BASELINES)
@@ -130,19 +133,18 @@ def ablate(
     if not (removals or baselines or study):
         raise UsageError("nothing to compare: give --remove, --baseline or --grid")
     seed_list = parse_seeds(seeds)
-    values = load_yaml(config) if config else {}
     overrides = cli_overrides(
         data=data, experts=experts, topk=topk, router=router, fusion=fusion, encoder=encoder, tasks=tasks,
         modalities=modalities, d_model=d_model, epochs=epochs, batch_size=batch_size, lr=lr, seed=None,
         device=device, deterministic=deterministic,
     )  # fmt: skip
-    plan = plan_variants(deep_merge(values, overrides), removals, baselines, study, registry())
+    plan = plan_variants(merged_values(config, overrides), removals, baselines, study, registry())
     if len(plan.variants) == 1:
         raise UsageError(f"nothing to compare: {'; '.join(plan.notes) or 'the grid holds the full model alone'}")
     for note in plan.notes:
         err_console.print(f"[cyan]Note:[/cyan] {escape(note)}", markup=True, highlight=False, soft_wrap=True)
     out_dir = out or Path("ablations") / time.strftime("%Y%m%d-%H%M%S")
-    uri = None if no_track else (tracking_uri or default_tracking_uri(out_dir))
+    uri = None if no_track else resolve_tracking_uri(tracking_uri, out_dir)
 
     from mmolre_cli.cli.ablate_progress import AblationProgress
 

@@ -18,6 +18,7 @@ from mmolre_cli.cli.help import App, Group
 from mmolre_cli.cli.plugins import plugins
 from mmolre_cli.cli.prepare import prepare_app
 from mmolre_cli.cli.profile import profile
+from mmolre_cli.cli.runs import runs
 from mmolre_cli.cli.train import train
 from mmolre_cli.cli.tune import tune
 from mmolre_cli.errors import UsageError
@@ -133,6 +134,7 @@ app.command("eval")(evaluate)
 app.command("plugins")(plugins)
 app.command("profile")(profile)
 app.command("ablate")(ablate)
+app.command("runs")(runs)
 app.command("tune")(tune)
 
 

@@ -95,10 +95,15 @@ def warn(message: str) -> None:
     err_console.print(f"[yellow]Warning:[/yellow] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
 
 
-def print_json(values: Any) -> None:
+def json_text(values: Any) -> str:
+    """``values`` as the indented strict JSON that ``--json`` prints (NaN as null), ending in a newline."""
     from mmolre_cli.training.trainer import json_safe
 
-    sys.stdout.write(json.dumps(json_safe(values), indent=2) + "\n")
+    return json.dumps(json_safe(values), indent=2) + "\n"
+
+
+def print_json(values: Any) -> None:
+    sys.stdout.write(json_text(values))
 
 
 def metric_cell(value: float | None, spread: float | None = None) -> str:

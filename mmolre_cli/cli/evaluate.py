@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -20,7 +19,10 @@ def evaluate(
     data: Path | None = typer.Option(None, help="Prepared HDF5 file (default: the data the run was trained on)."),
     split: str = typer.Option("test", help="Split to score: train, valid or test."),
     tracking_uri: str | None = typer.Option(
-        None, "--tracking-uri", help="MLflow tracking URI for a run id (default: $MLFLOW_TRACKING_URI)."
+        None,
+        "--tracking-uri",
+        help="MLflow tracking URI for a run id (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the "
+        "working directory).",
     ),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
@@ -31,8 +33,7 @@ def evaluate(
         )
     from mmolre_cli.training.restore import evaluate_target
 
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    result = evaluate_target(run, registry(), data=data, split=split, tracking_uri=uri)
+    result = evaluate_target(run, registry(), data=data, split=split, tracking_uri=tracking_uri)
     if result.get("left_out_emotions"):
         from mmolre_cli.metrics.mer import left_out_note
 

@@ -26,7 +26,7 @@ from mmolre_cli.cli.common import (
     user_errors,
 )
 from mmolre_cli.cli.train import cli_overrides
-from mmolre_cli.config import RunConfig, build_config, check_components, deep_merge, load_yaml
+from mmolre_cli.config import RunConfig, build_config, check_components, deep_merge, merged_values
 from mmolre_cli.errors import UsageError
 from mmolre_cli.plugins.contracts import PluginError
 
@@ -217,14 +217,13 @@ def profile(
 
     if plot is not None:
         check_plot_path(plot)
-    values = load_yaml(config) if config else {}
     overrides = cli_overrides(
         data=data, experts=experts, topk=topk, router=router, fusion=fusion, encoder=encoder, tasks=tasks,
         modalities=modalities, d_model=d_model, epochs=None, batch_size=batch_size, lr=None, seed=None, device=None,
         precision=precision,
     )  # fmt: skip
     target = resolve_device(device)
-    runs = configurations(deep_merge(values, overrides), compare, str(config) if config else "options", str(target))
+    runs = configurations(merged_values(config, overrides), compare, str(config) if config else "options", str(target))
     data_file = runs[0][2].data
     if data_file and like is not None:
         raise UsageError("--like: give either --data or --like, not both")

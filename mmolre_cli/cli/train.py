@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import io
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from mmolre_cli.cli.common import (
@@ -29,9 +32,9 @@ from mmolre_cli.cli.common import (
     fitting_in_memory,
     global_options,
     interrupted,
+    json_text,
     metric_cell,
     metrics_table,
-    print_json,
     registry,
     user_errors,
     warn,
@@ -44,14 +47,16 @@ from mmolre_cli.config import (
     build_config,
     check_components,
     check_device,
-    deep_merge,
-    load_yaml,
+    merged_values,
     parse_encoders,
     parse_experts,
     parse_list,
     save_yaml,
 )
 from mmolre_cli.errors import UsageError
+
+#: The plain-text record of what ``train`` showed, in the run directory.
+LOG_NAME = "train.log"
 
 if TYPE_CHECKING:
     from mmolre_cli.training.seeds import SeedsResult
@@ -227,14 +232,17 @@ def train(
         None, help="Continue the interrupted run in this directory, tracked where it was (or not, after --no-track)."
     ),
     tracking_uri: str | None = typer.Option(
-        None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///<out>/mlflow.db)."
+        None,
+        "--tracking-uri",
+        help="MLflow tracking URI, or 'run' for a store inside the run directory "
+        "(default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory).",
     ),
     no_track: bool = typer.Option(False, "--no-track", help="Do not log to MLflow."),
     json_output: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
 ) -> None:
     """Train MMoLRE, select on the validation split, and report the selected checkpoint's test metrics."""
     from mmolre_cli.training.seeds import parse_seeds, resumed_tracking_uri
-    from mmolre_cli.training.tracking import default_tracking_uri
+    from mmolre_cli.training.tracking import tracking_uri as resolve_tracking_uri
 
     overrides = cli_overrides(
         data=data, experts=experts, topk=topk, router=router, fusion=fusion, encoder=encoder, tasks=tasks,
@@ -256,8 +264,7 @@ def train(
             )
         run_config, run_dir = None, resume
     else:
-        values = load_yaml(config) if config else {}
-        run_config = build_config(deep_merge(values, overrides), source=str(config) if config else "options")
+        run_config = build_config(merged_values(config, overrides), source=str(config) if config else "options")
         check_device(run_config.train.device)  # first: the plugin components are checked on it
         check_components(run_config, registry())
         run_dir = out or default_run_dir()
@@ -266,7 +273,7 @@ def train(
     if resume is not None and not no_track and tracking_uri is None:
         uri = resumed_tracking_uri(resume)
     else:
-        uri = None if no_track else (tracking_uri or default_tracking_uri(run_dir))
+        uri = None if no_track else resolve_tracking_uri(tracking_uri, run_dir)
     device = run_config.train.device if run_config is not None else "the run's device"
     if nproc:
         with fitting_in_memory(run_config, device, resume):  # the launcher builds the model once to check it
@@ -280,23 +287,30 @@ def train(
     from mmolre_cli.training.trainer import train_run
 
     main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 prints
+    log = TerminalLog(run_dir / LOG_NAME if main else None)
+
+    def warn_and_log(message: str) -> None:
+        warn(message)
+        log.add(f"Warning: {message}")
+
     columns = (TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err_console, disable=not (main and err_console.is_terminal), transient=True) as bar:
         task = bar.add_task("train", total=None)
 
         def on_epoch(seed_of_run: int, summary: dict[str, float]) -> None:
+            label = f"seed {seed_of_run}  " if seed_list or resume else ""
+            line = (
+                f"{label}epoch {summary['epoch']:>3}  train loss {summary['train_loss']:.4f}  "
+                f"valid loss {summary['valid_loss']:.4f}  ({summary['seconds']:.1f} s)"
+            )
+            log.add(line)
             if main and not json_output:
-                label = f"seed {seed_of_run}  " if seed_list or resume else ""
-                err_console.print(
-                    f"{label}epoch {summary['epoch']:>3}  train loss {summary['train_loss']:.4f}  "
-                    f"valid loss {summary['valid_loss']:.4f}  ({summary['seconds']:.1f} s)",
-                    highlight=False,
-                )
+                err_console.print(line, highlight=False)
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        options = {"tracking_uri": uri, "progress": progress, "warn": warn}
+        options = {"tracking_uri": uri, "progress": progress, "warn": warn_and_log}
         try:
             with fitting_in_memory(run_config, device, resume):
                 if resume is not None:
@@ -311,16 +325,45 @@ def train(
         finally:
             shutdown()
     if main:
-        report(result, uri, json_output)
+        report(result, uri, json_output, log)
 
 
-def report(result: RunResult | SeedsResult, uri: str | None, json_output: bool) -> None:
-    """Print a finished run: one model's metrics, or mean ± std over seeds."""
+class TerminalLog:
+    """What ``train`` shows, appended as plain text to ``path`` (``<run dir>/train.log``; None: nowhere). Lines
+    wait until the run has created its directory, so that a run that cannot start leaves no file behind."""
+
+    def __init__(self, path: Path | None):
+        self.path, self.pending = path, []
+
+    def add(self, text: str) -> None:
+        if self.path is None:
+            return
+        self.pending.append(text.rstrip("\n") + "\n")
+        if self.path.parent.is_dir():
+            with open(self.path, "a", encoding="utf-8") as file:
+                file.writelines(self.pending)
+            self.pending.clear()
+
+    def show(self, renderable: Any) -> None:
+        """Print ``renderable`` (text or a rich table) on stdout, and add it to the log as plain text."""
+        console.print(renderable)
+        if self.path is not None:
+            plain = Console(file=io.StringIO(), width=console.width, color_system=None, markup=False)
+            plain.print(renderable)
+            self.add(plain.file.getvalue())
+
+
+def report(result: RunResult | SeedsResult, uri: str | None, json_output: bool, log: TerminalLog) -> None:
+    """Print a finished run, and add it to its log: one model's metrics, or mean ± std over seeds."""
     from mmolre_cli.training.seeds import SeedsResult
+
+    def show_json(values: dict[str, Any]) -> None:
+        log.add(json_text(values))
+        sys.stdout.write(json_text(values))
 
     if isinstance(result, SeedsResult):
         if json_output:
-            print_json(
+            show_json(
                 {
                     "run_dir": str(result.run_dir),
                     "seeds": [run.seed for run in result.runs],
@@ -332,9 +375,9 @@ def report(result: RunResult | SeedsResult, uri: str | None, json_output: bool) 
             )
             return
         title = f"MMoLRE — {len(result.runs)} seeds ({', '.join(str(run.seed) for run in result.runs)})"
-        console.print(spread_table(title, result.mean, result.std, result.runs[0].trivial_test))
+        log.show(spread_table(title, result.mean, result.std, result.runs[0].trivial_test))
     elif json_output:
-        print_json(
+        show_json(
             {
                 "run_dir": str(result.run_dir),
                 "selected_epoch": result.selected_epoch,
@@ -345,7 +388,7 @@ def report(result: RunResult | SeedsResult, uri: str | None, json_output: bool) 
         return
     else:
         columns = {**result.metrics, "trivial (test)": result.trivial_test}
-        console.print(metrics_table(f"MMoLRE — selected epoch {result.selected_epoch}", columns))
-    console.print(f"run directory: {result.run_dir}")
+        log.show(metrics_table(f"MMoLRE — selected epoch {result.selected_epoch}", columns))
+    log.show(f"run directory: {result.run_dir}")
     if result.tracking_run_id:
-        console.print(f"MLflow run {result.tracking_run_id} at {uri}")
+        log.show(f"MLflow run {result.tracking_run_id} at {uri}")

@@ -86,7 +86,10 @@ def tune(
         None, help="Output directory (default: tunes/<date>-<time>); rerunning into it resumes."
     ),
     tracking_uri: str | None = typer.Option(
-        None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///<out>/mlflow.db)."
+        None,
+        "--tracking-uri",
+        help="MLflow tracking URI, or 'run' for a store inside the output directory "
+        "(default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory).",
     ),
     no_track: bool = typer.Option(False, "--no-track", help="Do not log to MLflow."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary (tune.json) instead of the table."),
@@ -98,7 +101,7 @@ def tune(
     from mmolre_cli.model.build import resolve_model
     from mmolre_cli.training.schedule import selectable_metrics
     from mmolre_cli.training.seeds import parse_seeds
-    from mmolre_cli.training.tracking import default_tracking_uri
+    from mmolre_cli.training.tracking import tracking_uri as resolve_tracking_uri
     from mmolre_cli.tuning.space import check_space, load_space
     from mmolre_cli.tuning.study import Objective, run_study
 
@@ -120,7 +123,7 @@ def tune(
     if executor == "local" and (cpus_per_job != 1.0 or gpus_per_job != 0.0):
         raise UsageError("--cpus-per-job, --gpus-per-job: only with --executor ray")
     out_dir = out or Path("tunes") / time.strftime("%Y%m%d-%H%M%S")
-    uri = None if no_track else (tracking_uri or default_tracking_uri(out_dir))
+    uri = None if no_track else resolve_tracking_uri(tracking_uri, out_dir)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

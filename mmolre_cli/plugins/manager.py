@@ -24,6 +24,8 @@ ALLOW_LIST_ENV = "MMOLRE_LOAD_PLUGINS"
 PLUGINS_DIR_ENV = "MMOLRE_PLUGINS_DIR"
 #: Set to 1 to print, on stderr, each plugin loaded, each hook call, its implementations and what they registered.
 TRACE_ENV = "MMOLRE_TRACE_PLUGINS"
+#: The module name of a plugins directory's file starts with this (followed by the file's stem).
+DIR_MODULE_PREFIX = "mmolre_plugins_dir_"
 
 
 def allowed_plugins() -> set[str] | None:
@@ -61,7 +63,7 @@ def load_plugins_dir(pm: pluggy.PluginManager, directory: Path) -> list[PluginFa
         if pm.has_plugin(name):
             failures.append(PluginFailure(name, "import", f"{path}: a plugin named {name!r} is already loaded"))
             continue
-        module_name = f"mmolre_plugins_dir_{name}"
+        module_name = f"{DIR_MODULE_PREFIX}{name}"
         spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module  # dataclasses and pickle look classes up through sys.modules
@@ -168,13 +170,27 @@ def plugin_sources(pm: pluggy.PluginManager) -> dict[str, str]:
     return sources
 
 
+def plugin_origins(pm: pluggy.PluginManager) -> dict[str, str]:
+    """Plugin → where it comes from: ``package NAME VERSION`` for an installed one, ``file PATH`` for a file of
+    a plugins directory."""
+    distributions = {point.name: point.dist for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    origins = {}
+    for name, plugin in pm.list_name_plugin():
+        module = getattr(plugin, "__name__", "")
+        if module.startswith(DIR_MODULE_PREFIX):
+            origins[name] = f"file {plugin.__file__}"
+        elif name != BUILTIN and distributions.get(name) is not None:
+            origins[name] = f"package {distributions[name].name} {distributions[name].version}"
+    return origins
+
+
 def build_registry(pm: pluggy.PluginManager, failures: list[PluginFailure] | None = None) -> Registry:
     """Call every hook implementation with a ``register`` bound to its plugin's name.
 
     A component refused at registration (bad name, duplicate, factory off its contract) is recorded as
     a failure of its plugin; the plugin's other components still register.
     """
-    registry = Registry(failures=list(failures or []), sources=plugin_sources(pm))
+    registry = Registry(failures=list(failures or []), sources=plugin_sources(pm), origins=plugin_origins(pm))
     for kind, hook_name in KIND_HOOKS.items():
         impls = getattr(pm.hook, hook_name).get_hookimpls()
         trace(f"call {hook_name}(register): {', '.join(impl.plugin_name for impl in impls) or 'no implementations'}")

@@ -68,6 +68,7 @@ class Registry:
     failures: list[PluginFailure] = field(default_factory=list)
     checked: set[tuple[str, str, SmokeSizes]] = field(default_factory=set)  # plugin components checked, at sizes
     sources: dict[str, str] = field(default_factory=dict)  # plugin → its module file or package directory
+    origins: dict[str, str] = field(default_factory=dict)  # plugin → "package NAME VERSION" or "file PATH"
 
     def add(self, kind: str, name: str, factory: Callable, *, plugin: str, description: str = "") -> None:
         """Add a component; a bad name, a duplicate or a factory off its kind's contract raises."""
@@ -94,6 +95,17 @@ class Registry:
             if not did_you_mean(name, self.names(kind)):  # not a typo: maybe a plugin's component
                 message += f"; no loaded plugin provides {kind} {name!r} (install it, or give mmolre --plugins-dir DIR)"
             raise UsageError(message) from None
+
+    def provenance(self, used: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
+        """For each (kind, name) in ``used`` that a plugin provides (not mmolre itself), once: the kind, the
+        name, the plugin and where it comes from (a package and its version, or a file)."""
+        records: list[dict[str, str]] = []
+        for kind, name in dict.fromkeys(used):
+            component = self.components[kind].get(name)
+            if component is not None and component.plugin != BUILTIN:
+                origin = self.origins.get(component.plugin, "unknown origin")
+                records.append({"kind": kind, "name": name, "plugin": component.plugin, "origin": origin})
+        return records
 
     def check_contracts(self, components: Iterable[Component], sizes: SmokeSizes) -> None:
         """Smoke-check each plugin's component at a run's ``sizes`` (as ``mmolre plugins --check`` does at tiny

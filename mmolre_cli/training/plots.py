@@ -9,30 +9,53 @@ import numpy as np
 
 from mmolre_cli.atomic import save_figure
 
+#: Validation metrics that curves.png plots per epoch, for the tasks whose metrics the history holds.
+CURVE_METRICS = ("valid_MAE", "valid_Corr", "valid_WA_mean")
 
-def plot_history(history: list[dict[str, float]], path: Path) -> Path:
-    """Save per-epoch training (solid) and validation (dashed) losses, balance loss and learning rate to ``path``."""
+
+def history_panels(history: list[dict[str, float]]) -> dict[str, list[str]]:
+    """The panels of curves.png (title → the history keys it plots): task losses, balance loss, validation
+    metrics, and the learning rate only when it changed."""
+    keys = sorted({key for row in history for key in row if key.startswith(("train_loss", "valid_loss"))})
+    panels = {
+        "task losses": [key for key in keys if not key.endswith("_balance")],
+        "balance loss (sum over routers)": [key for key in keys if key.endswith("_balance")],
+        "validation metrics": [key for key in CURVE_METRICS if any(key in row for row in history)],
+    }
+    rates = {row.get("lr") for row in history}
+    if len(rates) > 1:
+        panels["learning rate"] = ["lr"]
+    return {title: plotted for title, plotted in panels.items() if plotted}
+
+
+def plot_history(history: list[dict[str, float]], path: Path, selected_epoch: int | None = None) -> Path:
+    """Save :func:`history_panels` per epoch to ``path``: training (solid) and validation (dashed) losses,
+    validation metrics, the learning rate when it changed, and the ``selected_epoch`` marked on each panel."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in history]
-    keys = sorted({key for row in history for key in row if key.startswith(("train_loss", "valid_loss"))})
-    figure = Figure(figsize=(13, 3.4))
+    panels = history_panels(history)
+    figure = Figure(figsize=(4.4 * len(panels), 3.4))
     figure.subplots_adjust(left=0.05, right=0.98, bottom=0.15, top=0.9, wspace=0.3)
-    losses, balance, rate = figure.subplots(1, 3)
-    quantities = sorted({key.split("_", 1)[1] for key in keys})  # loss, loss_sa, …: one colour each
-    for key in keys:
-        axis = balance if key.endswith("_balance") else losses
-        style = "-" if key.startswith("train") else "--"
-        colour = f"C{quantities.index(key.split('_', 1)[1])}"
-        axis.plot(epochs, [row.get(key, np.nan) for row in history], style, color=colour, marker=".", label=key)
-    rate.plot(epochs, [row.get("lr", np.nan) for row in history], marker=".")
-    for axis, label in ((losses, "task losses"), (balance, "balance loss (sum over routers)"), (rate, "learning rate")):
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    quantities = sorted({key.split("_", 1)[1] for key in panels.get("task losses", [])})  # one colour each
+    for axis, (title, keys) in zip(axes, panels.items(), strict=True):
+        for key in keys:
+            values = [row.get(key, np.nan) for row in history]
+            if title == "validation metrics":
+                axis.plot(epochs, values, marker=".", label=key.removeprefix("valid_"))
+                continue
+            quantity = key.split("_", 1)[1] if key != "lr" else None
+            style = "--" if key.startswith("valid") else "-"
+            colour = f"C{quantities.index(quantity)}" if quantity in quantities else None
+            axis.plot(epochs, values, style, color=colour, marker=".", label=key)
+        if selected_epoch is not None:
+            axis.axvline(selected_epoch, color="grey", linestyle=":", label=f"selected (epoch {selected_epoch})")
         axis.set_xlabel("epoch")
-        axis.set_title(label, fontsize=9)
+        axis.set_title(title, fontsize=9)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if axis.lines and axis is not rate:
-            axis.legend(fontsize=7)
+        axis.legend(fontsize=7)
     save_figure(figure, path, dpi=110)
     return path
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from mmolre_cli.config import build_config
+from mmolre_cli.config import ModelConfig, build_config, component_names
 from mmolre_cli.data.canonical import read_canonical
 from mmolre_cli.errors import CheckpointError, DataError, MmolreError, UsageError, first_line
 from mmolre_cli.metrics import left_out_emotions
@@ -22,7 +22,7 @@ from mmolre_cli.training.batches import TensorSplit
 from mmolre_cli.training.checkpoint import CHECKPOINT_NAME, LAST_NAME, find_checkpoint, load_checkpoint
 from mmolre_cli.training.evaluate import evaluate
 from mmolre_cli.training.seeds import SEEDS_NAME, aggregate, seed_dir
-from mmolre_cli.training.tracking import PARENT_TAG, check_reachable
+from mmolre_cli.training.tracking import PARENT_TAG, RUN_DIR_TAG, check_reachable, default_tracking_uri
 from mmolre_cli.training.trainer import build_model, data_path, write_json_atomic
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -63,6 +63,7 @@ def restore_model(run_or_checkpoint: Path, registry: Registry) -> tuple[nn.Modul
     _from_before_normalize(payload, path)
     try:
         config = build_config(payload["config"], source="config")
+        check_plugins_loaded(path, config.model, payload.get("plugins") or [], registry)
         signature = DataSignature(**payload["signature"])
         model = build_model(config, signature, registry)
     except UsageError as error:  # a stored config this version or these plugins cannot build
@@ -79,6 +80,27 @@ def restore_model(run_or_checkpoint: Path, registry: Registry) -> tuple[nn.Modul
         raise CheckpointError(f"{path}: weights do not match the stored config ({detail.strip()})") from None
     payload["run_config"] = config
     return model.eval(), payload
+
+
+def check_plugins_loaded(path: Path, model: ModelConfig, recorded: list[dict[str, str]], registry: Registry) -> None:
+    """Every component the stored ``model`` uses is registered: a CheckpointError names the first that is not,
+    the plugin and package (or file) it came from as ``recorded`` at training, and how to load it otherwise."""
+    origins = {(record["kind"], record["name"]): record for record in recorded}
+    for kind, name, _ in component_names(model):
+        if name in registry.components[kind]:
+            continue
+        record = origins.get((kind, name))
+        if record is None:  # a checkpoint written before mmolre recorded plugins
+            source, how = "a plugin", "install its package, or give mmolre --plugins-dir DIR with its file"
+        else:
+            source = f"plugin {record['plugin']!r} ({record['origin']})"
+            what, _, where = record["origin"].partition(" ")
+            if what == "package":
+                package, _, version = where.rpartition(" ")
+                how = f"install it (pip install {package}=={version})"
+            else:
+                how = f"give mmolre --plugins-dir {Path(where).parent}"
+        raise CheckpointError(f"{path}: the model uses {kind} {name!r} from {source}, which is not loaded; {how}")
 
 
 def evaluate_checkpoint(
@@ -137,19 +159,31 @@ def evaluate_seeds(
 
 
 def download_run(run_id: str, tracking_uri: str, destination: Path) -> Path:
-    """The MLflow run's selected checkpoint, or for a multi-seed parent run a run directory of its
-    children's checkpoints, downloaded under ``destination``."""
+    """The MLflow run's run directory (where its tags say it is), or for a run that logged its checkpoints as
+    artifacts, the selected checkpoint, or a multi-seed parent run's directory of its children's checkpoints,
+    downloaded under ``destination``."""
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     database = tracking_uri.removeprefix("sqlite:///") if tracking_uri.startswith("sqlite:///") else None
     if database is not None and not Path(database).is_file():  # MLflow would create an empty one
-        raise CheckpointError(f"MLflow run {run_id} at {tracking_uri}: no such tracking database")
+        raise CheckpointError(
+            f"MLflow run {run_id} at {tracking_uri}: no such tracking database (run eval where you trained, "
+            "or give --tracking-uri)"
+        )
     try:
         check_reachable(tracking_uri)
         client = MlflowClient(tracking_uri)
         run = client.get_run(run_id)
+        run_dir = run.data.tags.get(RUN_DIR_TAG)
+        if run_dir is not None:  # the checkpoints stayed in the run directory
+            if not (Path(run_dir) / SEEDS_NAME).is_file() and not (Path(run_dir) / CHECKPOINT_NAME).is_file():
+                raise CheckpointError(
+                    f"MLflow run {run_id}: its run directory {run_dir} holds no {CHECKPOINT_NAME} (moved or deleted?); "
+                    "eval the run directory where it is now"
+                )
+            return Path(run_dir)
         if any(item.path == CHECKPOINT_NAME for item in client.list_artifacts(run_id)):
             return Path(
                 mlflow.artifacts.download_artifacts(
@@ -185,8 +219,7 @@ def evaluate_target(
         return evaluate_checkpoint(path, registry, data=data, split=split)
     if not RUN_ID.fullmatch(target):
         raise UsageError(f"{target}: no such run directory or checkpoint, and not an MLflow run id")
-    if tracking_uri is None:
-        raise UsageError(f"{target}: an MLflow run id needs --tracking-uri (or MLFLOW_TRACKING_URI)")
+    tracking_uri = tracking_uri or default_tracking_uri()
     with tempfile.TemporaryDirectory(prefix="mmolre-eval-") as temporary:
         local = download_run(target, tracking_uri, Path(temporary))
         result = evaluate_target(str(local), registry, data=data, split=split)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmolre_cli.atomic import remove_temporaries
-from mmolre_cli.config import MAX_SEED, RunConfig, build_config, load_yaml, save_yaml
+from mmolre_cli.config import MAX_SEED, RunConfig, build_config, component_names, load_yaml, save_yaml
 from mmolre_cli.data.shapes import read_shapes
 from mmolre_cli.errors import CheckpointError, TrainingError, UsageError
 from mmolre_cli.model.build import resolve_model
@@ -21,7 +21,14 @@ from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.state_files import read_json
 from mmolre_cli.training.checkpoint import LAST_NAME, load_checkpoint
 from mmolre_cli.training.distributed import setup
-from mmolre_cli.training.tracking import Tracker, default_tracking_uri, restored_tracking_uri, stored_tracking
+from mmolre_cli.training.tracking import (
+    Tracker,
+    default_tracking_uri,
+    experiment_name,
+    restored_tracking_uri,
+    run_tags,
+    stored_tracking,
+)
 from mmolre_cli.training.trainer import (
     CONFIG_NAME,
     METRICS_NAME,
@@ -91,8 +98,11 @@ def check_model_builds(config: RunConfig, registry: Registry) -> None:
 
 def parse_seeds(value: str) -> list[int]:
     """``"1,2,3"`` → [1, 2, 3]: distinct integers, or a UsageError naming ``--seeds``."""
+    items = value.split(",")
+    if any(not item.strip() for item in items):
+        raise UsageError(f"--seeds: empty item in {value!r}; expected comma-separated integers such as 1,2,3")
     try:
-        seeds = [int(item) for item in value.split(",") if item.strip()]
+        seeds = [int(item) for item in items]
     except ValueError:
         raise UsageError(f"--seeds: expected comma-separated integers, got {value!r}") from None
     if not seeds or len(set(seeds)) != len(seeds):
@@ -142,9 +152,13 @@ def train_seeds(
             prepare_run_dir(out_dir)
         manifest = {"seeds": seeds, "config": config.to_dict(), "tracking_run_id": None}
 
-    tracker = parent.child(out_dir.name) if parent is not None else Tracker(tracking_uri, out_dir, out_dir.name, warn)
+    data = data_path(config)
+    tracker = parent.child(out_dir.name) if parent is not None else None
+    tracker = tracker or Tracker(tracking_uri, out_dir, out_dir.name, warn, experiment=experiment_name(data))
     if context.main:
-        tracker.start({**config.to_dict(), "seeds": ",".join(map(str, seeds))}, manifest["tracking_run_id"])
+        plugins = registry.provenance((kind, name) for kind, name, _ in component_names(config.model))
+        tags = run_tags(data, out_dir, plugins) if tracker.enabled else None
+        tracker.start({**config.to_dict(), "seeds": ",".join(map(str, seeds))}, manifest["tracking_run_id"], tags)
         tracking = stored_tracking(tracker.uri, out_dir)
         write_json_atomic({**manifest, "tracking_run_id": tracker.run_id, "tracking": tracking}, manifest_path)
         save_yaml(config, out_dir / CONFIG_NAME)
@@ -195,11 +209,7 @@ def resumed_tracking_uri(run_dir: Path) -> str | None:
         recorded = load_checkpoint(run_dir / LAST_NAME)
     else:
         recorded = {}
-    return (
-        restored_tracking_uri(recorded["tracking"], run_dir)
-        if "tracking" in recorded
-        else default_tracking_uri(run_dir)
-    )
+    return restored_tracking_uri(recorded["tracking"], run_dir) if "tracking" in recorded else default_tracking_uri()
 
 
 def resume_run(

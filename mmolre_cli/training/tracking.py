@@ -6,9 +6,12 @@ for the tracker and every run nested under it, while the run directory keeps eve
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import os
 import socket
+import subprocess
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -18,22 +21,102 @@ from urllib.parse import urlparse
 
 EXPERIMENT = "mmolre"
 PARENT_TAG = "mlflow.parentRunId"
+#: ``--tracking-uri run``: a SQLite store inside the run directory, as MLflow's ``sqlite:///<run dir>/mlflow.db``.
+RUN_STORE = "run"
+#: Tags naming where a tracked run's files are: the run directory, and the selected checkpoint inside it
+#: (the checkpoint is not copied into the store; ``mmolre eval RUN_ID`` finds it through these).
+RUN_DIR_TAG = "mmolre.run_dir"
+CHECKPOINT_TAG = "mmolre.checkpoint"
 
 
-def default_tracking_uri(out_dir: Path) -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else a SQLite store inside the output directory."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{out_dir.resolve() / 'mlflow.db'}"
+def default_tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else MLflow's own default of one store per working directory: the
+    SQLite file ``mlflow.db`` there (as an absolute path, so a run resumed elsewhere tracks to it)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
+
+
+def run_store_uri(out_dir: Path) -> str:
+    """The SQLite store inside the run directory ``out_dir`` (``--tracking-uri run``)."""
+    return f"sqlite:///{out_dir.resolve() / 'mlflow.db'}"
+
+
+def tracking_uri(given: str | None, out_dir: Path) -> str:
+    """The URI ``--tracking-uri`` gives (``run``: the run directory's own store), or the default one."""
+    if given == RUN_STORE:
+        return run_store_uri(out_dir)
+    return given or default_tracking_uri()
 
 
 def stored_tracking(uri: str | None, out_dir: Path) -> str | None:
     """How a run directory records where it is tracked: None (not tracked), ``"run"`` (the SQLite store
     inside it, wherever it is moved) or the URI itself."""
-    return "run" if uri is not None and uri == f"sqlite:///{out_dir.resolve() / 'mlflow.db'}" else uri
+    return RUN_STORE if uri is not None and uri == run_store_uri(out_dir) else uri
 
 
 def restored_tracking_uri(stored: str | None, out_dir: Path) -> str | None:
     """The tracking URI that ``stored_tracking`` recorded for ``out_dir``."""
-    return f"sqlite:///{out_dir.resolve() / 'mlflow.db'}" if stored == "run" else stored
+    return run_store_uri(out_dir) if stored == RUN_STORE else stored
+
+
+def experiment_name(data: str | Path) -> str:
+    """The MLflow experiment of runs on the data file ``data``: its name without the extension (``mosi``)."""
+    return Path(data).stem
+
+
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: Path, size: int, modified: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of the file at ``path``, read once per content (size and modification time)."""
+    stat = Path(path).stat()
+    return _file_sha256(Path(path).resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1)
+def source_commit() -> tuple[str, bool] | None:
+    """The git commit mmolre runs from and whether its tracked files differ from it, when mmolre runs from
+    a checkout of its repository (not from an installed copy); None otherwise."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        top = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--show-toplevel", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.split()  # fmt: skip
+        if len(top) != 2 or Path(top[0]).resolve() != root:
+            return None
+        changed = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return top[1], bool(changed)
+
+
+def run_tags(data: Path, out_dir: Path, plugins: list[dict[str, str]]) -> dict[str, str]:
+    """What a tracked run records to be reproduced: the mmolre version and, when run from a checkout, its git
+    commit; the SHA-256 of the data file; each plugin package (or file) whose components the model uses; and
+    where its run directory and selected checkpoint are."""
+    from mmolre_cli import __version__
+
+    tags = {
+        "mmolre.version": __version__,
+        "mmolre.data": str(Path(data).resolve()),
+        "mmolre.data_sha256": file_sha256(data),
+        RUN_DIR_TAG: str(out_dir.resolve()),
+    }
+    commit = source_commit()
+    if commit is not None:
+        tags["mlflow.source.git.commit"] = commit[0]  # what the MLflow UI shows as the run's source version
+        tags["mmolre.git_dirty"] = str(commit[1]).lower()
+    tags.update({f"mmolre.plugin.{record['plugin']}": record["origin"] for record in plugins})
+    return tags
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -60,8 +143,8 @@ def check_reachable(uri: str, timeout: float = 3.0) -> None:
 class _Session:
     """What a tracker and the runs nested under it share: the client, the experiment, and the on/off switch."""
 
-    def __init__(self, uri: str | None, out_dir: Path, warn: Callable[[str], None]):
-        self.uri, self.out_dir, self.warn = uri, out_dir, warn
+    def __init__(self, uri: str | None, out_dir: Path, warn: Callable[[str], None], experiment: str):
+        self.uri, self.out_dir, self.warn, self.experiment = uri, out_dir, warn, experiment
         self.enabled = uri is not None
         self.client = None
         self.experiment_id: str | None = None
@@ -86,10 +169,12 @@ class _Session:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=self.uri)
-        experiment = client.get_experiment_by_name(EXPERIMENT)
+        experiment = client.get_experiment_by_name(self.experiment)
         if experiment is None:
-            artifacts = (self.out_dir.resolve() / "mlartifacts").as_uri()
-            self.experiment_id = client.create_experiment(EXPERIMENT, artifact_location=artifacts)
+            # Beside a SQLite store, as MLflow puts them (a server chooses its own place).
+            store = Path(self.uri.removeprefix("sqlite:///")).parent if self.uri.startswith("sqlite:///") else None
+            artifacts = (store.resolve() / "mlartifacts").as_uri() if store is not None else None
+            self.experiment_id = client.create_experiment(self.experiment, artifact_location=artifacts)
         else:
             self.experiment_id = experiment.experiment_id
         self.client = client
@@ -106,9 +191,10 @@ class Tracker:
         on_warning: Callable[[str], None] | None = None,
         *,
         parent: Tracker | None = None,
+        experiment: str = EXPERIMENT,
     ):
         warn = on_warning or (lambda message: warnings.warn(message, stacklevel=3))
-        self._session = parent._session if parent is not None else _Session(uri, out_dir, warn)
+        self._session = parent._session if parent is not None else _Session(uri, out_dir, warn, experiment)
         self._parent = parent
         self.run_name = run_name
         self.run_id: str | None = None
@@ -125,21 +211,26 @@ class Tracker:
         """A tracker whose run will be nested under this one (and silent if this one never started)."""
         return Tracker(None, self._session.out_dir, run_name, parent=self)
 
-    def start(self, params: Mapping[str, Any], resume_run_id: str | None = None) -> None:
-        """Open the run (or reopen ``resume_run_id``) and log ``params`` flattened to dotted keys."""
+    def start(
+        self, params: Mapping[str, Any], resume_run_id: str | None = None, tags: Mapping[str, str] | None = None
+    ) -> None:
+        """Open the run (or reopen ``resume_run_id``) and log ``params`` flattened to dotted keys, and ``tags``."""
         if self.enabled:
-            self._session.guard(lambda: self._start(params, resume_run_id))
+            self._session.guard(lambda: self._start(params, resume_run_id, dict(tags or {})))
 
-    def _start(self, params: Mapping[str, Any], resume_run_id: str | None) -> None:
+    def _start(self, params: Mapping[str, Any], resume_run_id: str | None, tags: dict[str, str]) -> None:
         from mlflow.entities import Param, RunStatus
 
         session = self._session
         session.connect()
         if resume_run_id is not None:
             session.client.update_run(resume_run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            # Runs nested under it go to its experiment, whatever this session's is named.
+            session.experiment_id = session.client.get_run(resume_run_id).info.experiment_id
             self.run_id = resume_run_id
             return
-        tags = {PARENT_TAG: self._parent.run_id} if self._parent is not None else {}
+        if self._parent is not None:
+            tags[PARENT_TAG] = self._parent.run_id
         run = session.client.create_run(session.experiment_id, run_name=self.run_name, tags=tags)
         self.run_id = run.info.run_id
         values = [Param(key, str(value)[:500]) for key, value in flatten(params).items()]

@@ -1,7 +1,8 @@
 """Training one model: select on the validation split, test the one selected checkpoint, resume exactly.
 
 A run directory holds ``config.yaml`` (the effective config), ``checkpoint.pt`` (the selected weights),
-``last.pt`` (the state after the last finished epoch), and, once finished, ``metrics.json`` and plots.
+``last.pt`` (the state after the last finished epoch), and, once finished, ``metrics.json`` and plots
+(``mmolre train`` adds ``train.log``, what it showed).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from torch import nn
 
 from mmolre_cli import __version__
 from mmolre_cli.atomic import atomic_path, remove_temporaries
-from mmolre_cli.config import ModelConfig, RunConfig, save_yaml
+from mmolre_cli.config import ModelConfig, RunConfig, component_names, save_yaml
 from mmolre_cli.data.canonical import CanonicalData, read_canonical
 from mmolre_cli.data.shapes import data_shapes
 from mmolre_cli.data.synthetic import builtin_dataset_path
@@ -51,7 +52,7 @@ from mmolre_cli.training.evaluate import forward, metrics_of, predict, trivial_b
 from mmolre_cli.training.optimizer import build_optimizer
 from mmolre_cli.training.plots import plot_history, plot_routing
 from mmolre_cli.training.schedule import Schedule, Selection
-from mmolre_cli.training.tracking import Tracker, stored_tracking
+from mmolre_cli.training.tracking import CHECKPOINT_TAG, Tracker, experiment_name, run_tags, stored_tracking
 
 CONFIG_NAME = "config.yaml"
 METRICS_NAME = "metrics.json"
@@ -223,7 +224,8 @@ def train_run(
     data = read_canonical(path)
     # Modalities resolved and ``er`` dropped when the data hold no emotion labels.
     model_config, signature = resolve_model(config.model, data_shapes(data))
-    config = dataclasses.replace(config, model=model_config, data=str(path) if config.data else None)
+    # The data path as an absolute one: config.yaml's paths are read relative to the run directory.
+    config = dataclasses.replace(config, model=model_config, data=str(path.resolve()) if config.data else None)
     check_labelled(data, config.model.tasks, path)
     train_cfg = config.train
     check_precision(train_cfg.precision, device)
@@ -257,6 +259,7 @@ def train_run(
     shuffle = torch.Generator().manual_seed(train_cfg.seed)
     trained = nn.parallel.DistributedDataParallel(model) if context.active else model
     n_parameters = sum(p.numel() for p in model.parameters())
+    plugins = registry.provenance((kind, name) for kind, name, _ in component_names(config.model))
 
     history: list[dict[str, float]] = []
     first_epoch, stopped, diverged = 1, False, ""
@@ -279,10 +282,16 @@ def train_run(
         set_rng_state(last["rng"][context.rank % len(last["rng"])], shuffle)
 
     tracker = parent.child(out_dir.name) if parent is not None and context.main else None
-    tracker = tracker or Tracker(tracking_uri if context.main else None, out_dir, out_dir.name, on_warning=warn)
+    tracker = tracker or Tracker(
+        tracking_uri if context.main else None, out_dir, out_dir.name, on_warning=warn, experiment=experiment_name(path)
+    )
+    tags = None
+    if tracker.enabled:  # hashing the data file is for tracking alone
+        tags = {**run_tags(path, out_dir, plugins), CHECKPOINT_TAG: str((out_dir / CHECKPOINT_NAME).resolve())}
     tracker.start(
         {**config.to_dict(), "n_parameters": n_parameters, "world_size": context.world},
         resume_run_id=last["tracking_run_id"] if last is not None else None,
+        tags=tags,
     )
 
     def selected_payload(epoch: int) -> dict[str, Any]:
@@ -295,6 +304,7 @@ def train_run(
             "epoch": epoch,
             "selection": selection.state_dict(),
             "thresholds": None,
+            "plugins": plugins,
             "state_dict": model.state_dict(),
         }
 
@@ -423,6 +433,7 @@ def train_run(
         "world_size": context.world,
         # Features constant on the training split's valid frames, which per-feature z-scoring only centres.
         "constant_features": constant,
+        "plugins": plugins,
         "tracking_run_id": tracker.run_id,
         "samples": {name: len(split) for name, split in splits.items()},
         "metrics": metrics,
@@ -435,13 +446,14 @@ def train_run(
     if context.main:
         if thresholds is not None:
             atomic_save({**selected, "thresholds": torch.from_numpy(thresholds)}, out_dir / CHECKPOINT_NAME)
-        plots = [plot_history(history, out_dir / CURVES_NAME)]
+        plots = [plot_history(history, out_dir / CURVES_NAME, selection.epoch or None)]
         plots += [
             plot_routing(routing[name], out_dir / f"routing_{name}.png", f"routing on {name}") for name in routing
         ]
         write_json_atomic(report, out_dir / METRICS_NAME)
         tracker.log_metrics({f"test_{k}": v for k, v in metrics.get("test", {}).items()})
-        tracker.log_artifacts([out_dir / CONFIG_NAME, out_dir / METRICS_NAME, out_dir / CHECKPOINT_NAME, *plots])
+        # The checkpoint stays in the run directory alone: the run's tags give its path (CHECKPOINT_TAG).
+        tracker.log_artifacts([out_dir / CONFIG_NAME, out_dir / METRICS_NAME, *plots])
         tracker.end()
     context.barrier()
     return RunResult(
