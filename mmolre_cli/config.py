@@ -414,12 +414,25 @@ def check_device(device: str) -> None:
             raise UsageError(f"--device {device}: {found}")
 
 
+@dataclass(frozen=True)
+class SmokeSizes:
+    """What a smoke check builds a component with: tiny by default (``mmolre plugins --check``), or a run's
+    own model sizes and device, checked before the run starts."""
+
+    d_model: int = 8
+    n_experts: int = 4
+    rank: int = 2
+    topk: int = 2
+    modalities: tuple[str, ...] = ("text", "audio")
+    tasks: tuple[str, ...] = ("sa", "er")
+    device: str = "cpu"
+    input_dim: int = 5
+
+
 def check_components(config: RunConfig, registry, device: str | None = None) -> None:
     """Every component name in ``config`` is registered (a UsageError naming the option otherwise), and every
     plugin component among them passes its kind's contract at the model's sizes, on ``device`` (default
     ``train.device``): a PluginError naming the plugin otherwise."""
-    from mmolre_cli.plugins.contracts import SmokeSizes
-
     model = config.model
     used = [registry.get("encoder", model.encoder, option="--encoder")]
     used += [registry.get("encoder", name, option=f"--encoder {modality}") for modality, name in model.encoders.items()]

@@ -752,8 +752,8 @@ def test_an_error_in_plugin_code_in_a_worker_process_is_blamed_on_the_plugin(tmp
 
 
 def test_a_plugin_bank_equal_to_a_builtin_one_passes_the_check_at_a_papers_width():
+    from mmolre_cli.config import SmokeSizes
     from mmolre_cli.plugins.builtin import dense_experts
-    from mmolre_cli.plugins.contracts import SmokeSizes
 
     registry = build_registry(*get_plugin_manager())
     registry.add("expert", "p_dense", dense_experts, plugin="copies")
@@ -788,7 +788,7 @@ class SlightlyLeakyBank(nn.Module):
 
 @pytest.mark.parametrize("d_model", [8, 512])
 def test_a_small_leak_is_seen_at_any_width(d_model):
-    from mmolre_cli.plugins.contracts import SmokeSizes
+    from mmolre_cli.config import SmokeSizes
 
     registry = build_registry(*get_plugin_manager())
     registry.add("expert", "leaky", SlightlyLeakyBank, plugin="leaks")

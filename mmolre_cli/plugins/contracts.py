@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mmolre_cli.config import SmokeSizes
 from mmolre_cli.errors import MmolreError
 
 if TYPE_CHECKING:
@@ -23,7 +24,17 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from mmolre_cli.model.routers import Route
-    from mmolre_cli.plugins.registry import Component
+
+
+@dataclass(frozen=True)
+class Component:
+    """One registered component: ``factory`` builds it, ``plugin`` names who provided it."""
+
+    kind: str
+    name: str
+    factory: Callable
+    plugin: str
+    description: str = ""
 
 
 class Encoder(Protocol):
@@ -149,22 +160,11 @@ def check_factory(kind: str, name: str, factory: Callable[..., Any], plugin: str
         )
 
 
-@dataclass(frozen=True)
-class SmokeSizes:
-    """What a smoke check builds a component with: tiny by default (``mmolre plugins --check``), or a run's
-    own model sizes and device, checked before the run starts."""
-
-    d_model: int = 8
-    n_experts: int = 4
-    rank: int = 2
-    topk: int = 2
-    modalities: tuple[str, ...] = ("text", "audio")
-    tasks: tuple[str, ...] = ("sa", "er")
-    device: str = "cpu"
-    input_dim: int = 5
+#: The sizes ``mmolre plugins --check`` builds every component at.
+TINY = SmokeSizes()
 
 
-def smoke_check(component: Component, sizes: SmokeSizes = SmokeSizes()) -> None:
+def smoke_check(component: Component, sizes: SmokeSizes = TINY) -> None:
     """Build ``component`` at ``sizes`` and run it on a padded batch (ContractError on a problem)."""
     contract = CONTRACTS.get(component.kind)
     if contract is None:

@@ -25,6 +25,7 @@ from mmolre_cli.training.tracking import Tracker, default_tracking_uri, restored
 from mmolre_cli.training.trainer import (
     CONFIG_NAME,
     METRICS_NAME,
+    SEEDS_NAME,
     RunResult,
     build_model,
     data_path,
@@ -33,7 +34,6 @@ from mmolre_cli.training.trainer import (
     write_json_atomic,
 )
 
-SEEDS_NAME = "seeds.json"
 SUMMARY_NAME = "summary.json"
 
 Metrics = dict[str, dict[str, float]]  # split → metric → value

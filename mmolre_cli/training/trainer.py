@@ -52,6 +52,7 @@ from mmolre_cli.training.tracking import Tracker, stored_tracking
 
 CONFIG_NAME = "config.yaml"
 METRICS_NAME = "metrics.json"
+SEEDS_NAME = "seeds.json"  # the manifest of a multi-seed run (training.seeds)
 CURVES_NAME = "curves.png"
 
 
@@ -100,8 +101,6 @@ def check_run_dir(out_dir: Path, resume: bool = False) -> None:
         if (out_dir / METRICS_NAME).exists():
             raise CheckpointError(f"{out_dir}: the run is complete ({METRICS_NAME}); nothing to resume")
         return
-    from mmolre_cli.training.seeds import SEEDS_NAME  # imported here: seeds imports this module
-
     if (out_dir / LAST_NAME).exists() and not (out_dir / METRICS_NAME).exists():
         raise CheckpointError(f"{out_dir}: holds an interrupted run; continue it with --resume {out_dir}")
     for name in (METRICS_NAME, CHECKPOINT_NAME, SEEDS_NAME):
