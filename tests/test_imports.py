@@ -144,3 +144,15 @@ def test_the_command_line_loads_without_heavy_modules():
     )
     assert "Usage: mmolre ablate" in result.stdout
     assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_a_default_read_in_the_command_body_is_the_one_help_states():
+    """``prepare synthetic --emotion-labels`` defaults to None so that its module need not import data.synthetic
+    (h5py); its help states the default the command then applies."""
+    from typer.testing import CliRunner
+
+    from mmolre_cli.cli.app import app
+    from mmolre_cli.data.synthetic import EMOTION_LABELS
+
+    shown = " ".join(CliRunner().invoke(app, ["prepare", "synthetic", "--help"], terminal_width=200).stdout.split())
+    assert f"default {EMOTION_LABELS}," in shown
