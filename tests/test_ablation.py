@@ -367,3 +367,24 @@ def test_a_plugin_component_off_its_contract_at_one_grid_point_names_the_point()
     values = deep_merge(SMALL, {"model": {"router": "small"}})
     with pytest.raises(PluginError, match=r"^--grid shared=8: plugin 'picky': router 'small': factory raised"):
         plan_variants(values, [], [], parse_grid(["shared=4,8"]), registry)
+
+
+def test_the_results_table_marks_a_variant_that_diverged_after_its_selected_epoch():
+    from rich.console import Console
+
+    from mmolre_cli.cli.ablate import results_table
+
+    def runs(diverged: str | None) -> list[SeedRun]:
+        metrics = {"test": {"Corr": 0.5, "MAE": 0.9}, "valid": {}}
+        return [SeedRun(1, metrics, 10, 2), SeedRun(2, metrics, 10, 2, diverged=diverged)]
+
+    plan = Plan([Variant("full", "full", {WHOLE: None}), Variant("no-shared", "removal", {WHOLE: None})], {}, [])
+    summary = summarise(plan, {"full": {WHOLE: runs(None)}, "no-shared": {WHOLE: runs("loss nan in epoch 3")}})
+    assert [v["diverged_seeds"] for v in summary["variants"]] == [[], [2]]
+    summary["seeds"] = [1, 2]  # run_ablation adds them
+    console = Console(width=200, record=True)
+    console.print(results_table(summary))
+    lines = console.export_text().splitlines()
+    marked = [line for line in lines if "diverged: seed" in line]
+    assert len(marked) == 1 and "diverged: seed 2" in marked[0]
+    assert lines[lines.index(marked[0]) - 1].lstrip("│ ").startswith("no-shared")  # under its variant's name
