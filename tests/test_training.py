@@ -289,6 +289,18 @@ def test_resume_tracks_as_the_run_was_started(runner, reference, tmp_path, track
         assert len(client.get_metric_history(run.info.run_id, "valid_loss")) == 4
 
 
+def test_resume_refuses_a_moved_run_whose_mlflow_store_writes_artifacts_under_the_old_path(runner, reference, tmp_path):
+    import shutil
+
+    old, moved = tmp_path / "run", tmp_path / "moved"
+    interrupted_run(reference, old, stop_epoch=1, tracking_uri=f"sqlite:///{old.resolve() / 'mlflow.db'}")
+    shutil.move(old, moved)
+    result = runner.invoke(app, ["train", "--resume", str(moved)])
+    assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1
+    assert f"{moved}: moved from {old.resolve()}" in result.stderr and "--no-track" in result.stderr
+    assert not old.exists() and not (moved / "metrics.json").exists()  # nothing written at either place
+
+
 # Seeds and MLflow
 
 
