@@ -416,6 +416,22 @@ def test_nproc_reports_an_error_of_every_worker_once_with_its_exit_code(tiny_dat
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.distributed
+def test_nproc_warns_once_about_a_plugin_that_failed_to_load(tiny_data, tmp_path):
+    """The launcher warns; the workers, whose registries fail alike, do not repeat it (rank 0 writes here)."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "broken.py").write_text("raise RuntimeError('half-written plugin')\n")
+    data = read_canonical(tiny_data)  # one sample: the workers stop with an error right after loading plugins
+    data.splits = {name: first_sample(split) for name, split in data.splits.items()}
+    write_canonical(data, tmp_path / "one.h5")
+    options = [*TINY, "--epochs", "1", "--nproc", "2", "--out", str(tmp_path / "run"), "--no-track"]
+    command = [sys.executable, "-m", "mmolre_cli", "--plugins-dir", str(plugins), "train", "--data"]
+    result = subprocess.run([*command, str(tmp_path / "one.h5"), *options], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "fewer than the 2 processes" in result.stderr, result.stderr
+    assert result.stderr.count("plugin 'broken' failed at import") == 1, result.stderr
+
+
 def processes_naming(path):
     """The ids of live processes with ``path`` as one of their command-line arguments."""
     found = set()

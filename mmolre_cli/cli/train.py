@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from mmolre_cli.cli.common import (
+    PLUGINS_WARNED_ENV,
     TABLE_METRICS,
     DModelOption,
     EncoderOption,
@@ -155,6 +156,7 @@ def relaunch(
     from mmolre_cli.training.seeds import check_model_builds
     from mmolre_cli.training.trainer import check_run_dir
 
+    registry()  # warns here about failed plugins, once: the workers' registries fail alike and stay quiet
     if resume is None:
         check_model_builds(run_config, registry())
         check_run_dir(run_dir)
@@ -169,7 +171,11 @@ def relaunch(
             save_yaml(run_config, config_file)
             arguments = ["train", "--config", str(config_file), "--out", str(run_dir)]
             arguments += ["--seeds", seeds] if seeds else []
-        code = launch(nproc, [*prefix, *arguments, *tracking, *(["--json"] if json_output else [])])
+        os.environ[PLUGINS_WARNED_ENV] = "1"  # the workers inherit it
+        try:
+            code = launch(nproc, [*prefix, *arguments, *tracking, *(["--json"] if json_output else [])])
+        finally:
+            del os.environ[PLUGINS_WARNED_ENV]
     if code:
         raise typer.Exit(code)
 
