@@ -208,7 +208,15 @@ def run_plan(
         for future in as_completed(futures):
             finished(*futures[future], future.result())
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)  # start no part whose result nobody will read
+        # Start no part whose result nobody will read, and stop the running ones: a SIGINT sent to this
+        # process alone (or an error here) would leave them training. Their files are written atomically,
+        # so a rerun resumes them. (The processes are private to the pool until Python 3.14.)
+        workers = list((pool._processes or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.join()
         raise
     pool.shutdown()
     return results
