@@ -427,12 +427,18 @@ class SmokeSizes:
     tasks: tuple[str, ...] = ("sa", "er")
     device: str = "cpu"
     input_dim: int = 5
+    frames: int = 6  # the longest row of the smoke batch; the others hold half of them and one
 
 
-def check_components(config: RunConfig, registry, device: str | None = None) -> None:
+#: The most frames a run's plugin check feeds a component, however long the run's sequences.
+SMOKE_FRAMES = 64
+
+
+def check_components(config: RunConfig, registry, device: str | None = None, frames: int | None = None) -> None:
     """Every component name in ``config`` is registered (a UsageError naming the option otherwise), and every
     plugin component among them passes its kind's contract at the model's sizes, on ``device`` (default
-    ``train.device``): a PluginError naming the plugin otherwise."""
+    ``train.device``), on sequences as long as the data's ``frames`` (at most :data:`SMOKE_FRAMES`; default:
+    the tiny check's): a PluginError naming the plugin otherwise."""
     model = config.model
     used = [registry.get("encoder", model.encoder, option="--encoder")]
     used += [registry.get("encoder", name, option=f"--encoder {modality}") for modality, name in model.encoders.items()]
@@ -447,5 +453,6 @@ def check_components(config: RunConfig, registry, device: str | None = None) -> 
         modalities=tuple(model.modalities or ("text", "audio", "vision")),
         tasks=tuple(model.tasks),
         device=device or config.train.device,
+        frames=min(frames, SMOKE_FRAMES) if frames else SmokeSizes.frames,
     )
     registry.check_contracts(used, sizes)

@@ -794,3 +794,42 @@ def test_a_small_leak_is_seen_at_any_width(d_model):
     registry.add("expert", "leaky", SlightlyLeakyBank, plugin="leaks")
     with pytest.raises(ContractError, match="padded frames leak into valid frames' output"):
         smoke_check(registry.get("expert", "leaky"), SmokeSizes(d_model=d_model))
+
+
+WINDOWED = """
+from torch import nn
+
+from mmolre_cli import hookimpl
+
+
+class Windowed(nn.Module):
+    def __init__(self, input_dim, d_model):
+        super().__init__()
+        self.project = nn.Linear(input_dim, d_model)
+
+    def forward(self, x, mask):
+        if x.shape[1] < 8:
+            raise ValueError(f"needs windows of 8 frames, got {x.shape[1]}")
+        return self.project(x) * mask[..., None]
+
+
+@hookimpl
+def register_encoders(register):
+    register("windowed", lambda input_dim, d_model, dropout: Windowed(input_dim, d_model), "8-frame windows")
+"""
+
+
+def test_the_pre_run_plugin_check_uses_the_runs_own_sequence_length(tmp_path, tiny_data):
+    """An encoder that needs 8 frames fails the tiny check (6 frames) but trains on 12-frame data."""
+    from mmolre_cli.cli.app import app
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "windowed.py").write_text(WINDOWED)
+    runner = CliRunner()
+    tiny = runner.invoke(app, ["--plugins-dir", str(plugins), "plugins", "--check"])
+    assert tiny.exit_code == 1 and "needs windows of 8 frames, got 6" in tiny.stderr
+    args = ["--plugins-dir", str(plugins), "train", "--data", str(tiny_data), "--encoder", "windowed"]
+    args += ["--d-model", "16", "--epochs", "1", "--no-track", "--out", str(tmp_path / "run")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output

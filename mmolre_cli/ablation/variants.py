@@ -197,7 +197,7 @@ def plan_variants(
         """Registered components, an existing device, and a ``train.select`` metric of the tasks it trains
         on these data (``er`` dropped where they hold no emotion labels, as training does)."""
         check_device(config.train.device)  # first: the plugin components are checked on it
-        check_components(config, registry)
+        check_components(config, registry, frames=max(shapes.lengths.values()))
         model, signature = resolve_model(config.model, shapes)
         Selection.for_metric(config.train.select, model.tasks, signature.emotions)
 

@@ -107,6 +107,15 @@ def cli_overrides(
     return overrides
 
 
+def longest_sequence(config: RunConfig) -> int:
+    """The longest sequence, in frames, of the data ``config`` trains on (read without the features)."""
+    from mmolre_cli.data.shapes import like_shapes, read_shapes
+    from mmolre_cli.data.synthetic import BUILTIN_LIKE
+
+    shapes = read_shapes(config.data) if config.data else like_shapes(BUILTIN_LIKE)
+    return max(shapes.lengths.values())
+
+
 def default_run_dir() -> Path:
     """``runs/<date>-<time>``, with a counter when that name is taken."""
     base = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
@@ -247,7 +256,7 @@ def train(
         values = load_yaml(config) if config else {}
         run_config = build_config(deep_merge(values, overrides), source=str(config) if config else "options")
         check_device(run_config.train.device)  # first: the plugin components are checked on it
-        check_components(run_config, registry())
+        check_components(run_config, registry(), frames=longest_sequence(run_config))
         run_dir = out or default_run_dir()
     if nproc is not None and nproc < 1:
         raise UsageError(f"--nproc: must be at least 1, got {nproc}")
