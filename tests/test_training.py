@@ -289,6 +289,24 @@ def test_resume_tracks_as_the_run_was_started(runner, reference, tmp_path, track
         assert len(client.get_metric_history(run.info.run_id, "valid_loss")) == 4
 
 
+def test_resume_reads_last_pt_once(runner, reference, tmp_path, monkeypatch):
+    from mmolre_cli.training import checkpoint, seeds, trainer
+
+    run_dir = tmp_path / "run"
+    interrupted_run(reference, run_dir, stop_epoch=1, tracking_uri=f"sqlite:///{run_dir.resolve() / 'mlflow.db'}")
+    reads = []
+
+    def counted(path, *args, **kwargs):
+        reads.append(os.path.basename(path))
+        return checkpoint.load_checkpoint(path, *args, **kwargs)
+
+    for module in (seeds, trainer):  # every module that reads checkpoints for train --resume
+        monkeypatch.setattr(module, "load_checkpoint", counted)
+    result = runner.invoke(app, ["train", "--resume", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert reads.count("last.pt") == 1 and "MLflow run" in result.stdout
+
+
 def test_resume_refuses_a_moved_run_whose_mlflow_store_writes_artifacts_under_the_old_path(runner, reference, tmp_path):
     import shutil
 

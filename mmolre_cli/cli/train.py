@@ -233,7 +233,7 @@ def train(
     json_output: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
 ) -> None:
     """Train MMoLRE, select on the validation split, and report the selected checkpoint's test metrics."""
-    from mmolre_cli.training.seeds import parse_seeds, resumed_tracking_uri
+    from mmolre_cli.training.seeds import interrupted_checkpoint, parse_seeds, resumed_tracking_uri
     from mmolre_cli.training.tracking import default_tracking_uri
 
     overrides = cli_overrides(
@@ -260,8 +260,9 @@ def train(
         run_dir = out or default_run_dir()
     if nproc is not None and nproc < 1:
         raise UsageError(f"--nproc: must be at least 1, got {nproc}")
+    last = interrupted_checkpoint(resume) if resume is not None and not nproc else None  # read once, used twice
     if resume is not None and not no_track and tracking_uri is None:
-        uri = resumed_tracking_uri(resume)
+        uri = resumed_tracking_uri(resume, last)
     else:
         uri = None if no_track else (tracking_uri or default_tracking_uri(run_dir))
     device = run_config.train.device if run_config is not None else "the run's device"
@@ -297,7 +298,7 @@ def train(
         try:
             with fitting_in_memory(run_config, device, resume):
                 if resume is not None:
-                    result = resume_run(resume, registry(), on_epoch=on_epoch, **options)
+                    result = resume_run(resume, registry(), on_epoch=on_epoch, last=last, **options)
                 elif seed_list:
                     result = train_seeds(run_config, seed_list, run_dir, registry(), on_epoch=on_epoch, **options)
                 else:
