@@ -467,6 +467,26 @@ def check_device(device: str) -> None:
             raise UsageError(f"--device {device}: {found}")
 
 
+@dataclass(frozen=True)
+class SmokeSizes:
+    """What a smoke check builds a component with: tiny by default (``mmolre plugins --check``), or a run's
+    own model sizes and device, checked before the run starts."""
+
+    d_model: int = 8
+    n_experts: int = 4
+    rank: int = 2
+    topk: int = 2
+    modalities: tuple[str, ...] = ("text", "audio")
+    tasks: tuple[str, ...] = ("sa", "er")
+    device: str = "cpu"
+    input_dim: int = 5
+    frames: int = 6  # the longest row of the smoke batch; the others hold half of them and one
+
+
+#: The most frames a run's plugin check feeds a component, however long the run's sequences.
+SMOKE_FRAMES = 64
+
+
 def component_names(model: ModelConfig) -> list[tuple[str, str, str]]:
     """(kind, name, the option that sets it) of every registered component ``model`` uses."""
     names = [("encoder", model.encoder, "--encoder")]
@@ -475,12 +495,11 @@ def component_names(model: ModelConfig) -> list[tuple[str, str, str]]:
     return [*names, ("fusion", model.fusion, "--fusion")]
 
 
-def check_components(config: RunConfig, registry, device: str | None = None) -> None:
+def check_components(config: RunConfig, registry, device: str | None = None, frames: int | None = None) -> None:
     """Every component name in ``config`` is registered (a UsageError naming the option otherwise), and every
     plugin component among them passes its kind's contract at the model's sizes, on ``device`` (default
-    ``train.device``): a PluginError naming the plugin otherwise."""
-    from mmolre_cli.plugins.contracts import SmokeSizes
-
+    ``train.device``), on sequences as long as the data's ``frames`` (at most :data:`SMOKE_FRAMES`; default:
+    the tiny check's): a PluginError naming the plugin otherwise."""
     model = config.model
     used = [registry.get(kind, name, option=option) for kind, name, option in component_names(model)]
     sizes = SmokeSizes(
@@ -491,5 +510,6 @@ def check_components(config: RunConfig, registry, device: str | None = None) -> 
         modalities=tuple(model.modalities or ("text", "audio", "vision")),
         tasks=tuple(model.tasks),
         device=device or config.train.device,
+        frames=min(frames, SMOKE_FRAMES) if frames else SmokeSizes.frames,
     )
     registry.check_contracts(used, sizes)

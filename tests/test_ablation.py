@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
+import os
 import queue
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -446,3 +452,70 @@ def test_epochs_of_worker_processes_reach_on_epoch(tiny_data, tmp_path, registry
     assert [(v.name, part, seed, summary["epoch"]) for v, part, seed, summary in seen] == [
         ("full", WHOLE, seed, epoch) for seed in (1, 2) for epoch in (1, 2)
     ]
+
+
+def test_the_results_table_marks_a_variant_that_diverged_after_its_selected_epoch():
+    from rich.console import Console
+
+    from mmolre_cli.cli.ablate import results_table
+
+    def runs(diverged: str | None) -> list[SeedRun]:
+        metrics = {"test": {"Corr": 0.5, "MAE": 0.9}, "valid": {}}
+        return [SeedRun(1, metrics, 10, 2), SeedRun(2, metrics, 10, 2, diverged=diverged)]
+
+    plan = Plan([Variant("full", "full", {WHOLE: None}), Variant("no-shared", "removal", {WHOLE: None})], {}, [])
+    summary = summarise(plan, {"full": {WHOLE: runs(None)}, "no-shared": {WHOLE: runs("loss nan in epoch 3")}})
+    assert [v["diverged_seeds"] for v in summary["variants"]] == [[], [2]]
+    summary["seeds"] = [1, 2]  # run_ablation adds them
+    console = Console(width=200, record=True)
+    console.print(results_table(summary))
+    lines = console.export_text().splitlines()
+    marked = [line for line in lines if "diverged: seed" in line]
+    assert len(marked) == 1 and "diverged: seed 2" in marked[0]
+    assert lines[lines.index(marked[0]) - 1].lstrip("│ ").startswith("no-shared")  # under its variant's name
+
+
+def spawned_workers(parent: int) -> set[int]:
+    """The ids of live processes that ``parent`` started with multiprocessing's spawn."""
+    found = set()
+    for entry in os.scandir("/proc"):
+        try:
+            with open(os.path.join(entry.path, "stat")) as stat, open(os.path.join(entry.path, "cmdline"), "rb") as cmd:
+                ppid, arguments = int(stat.read().rpartition(")")[2].split()[1]), cmd.read()
+        except (OSError, ValueError, IndexError):  # not a process, or one that has just ended
+            continue
+        if ppid == parent and b"spawn_main" in arguments:
+            found.add(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigint_to_the_main_ablate_process_alone_stops_its_workers(tiny_data, tmp_path):
+    out, config = tmp_path / "abl", tmp_path / "long.yaml"
+    config.write_text("train: {epochs: 2000, patience: 2000}\n")  # far longer than the test waits
+    options = ["--d-model", "16", "--batch-size", "64", "--no-track", "--remove", "unitse", "--seeds", "1"]
+    command = [sys.executable, "-m", "mmolre_cli", "ablate", "--data", str(tiny_data), "--config", str(config)]
+    log = tmp_path / "stderr.txt"  # not a pipe: a worker left running would hold it open
+    with log.open("w") as stderr:
+        main = subprocess.Popen([*command, *options, "--jobs", "2", "--out", str(out)], stdout=stderr, stderr=stderr)
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 180
+        while len(list(out.glob("runs/*/seeds.json"))) < 2 and main.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = spawned_workers(main.pid)
+        main.send_signal(signal.SIGINT)  # to the main process alone, not its process group
+        main.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while any(os.path.exists(f"/proc/{pid}") for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = {pid for pid in workers if os.path.exists(f"/proc/{pid}")}
+    finally:
+        for pid in workers:  # on failure: leave nothing running
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        main.kill()
+        main.wait()
+    assert main.returncode == 130, log.read_text()
+    assert len(workers) == 2 and left == set(), log.read_text()
+    assert "Interrupted; to continue, run the same command" in log.read_text()

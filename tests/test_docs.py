@@ -251,3 +251,18 @@ def test_the_route_agreement_of_ablations_md_fits_the_routing_frequencies_of_met
         assert np.maximum(sa + er - 1, 0).sum() / k - 1e-6 <= share <= np.minimum(sa, er).sum() / k + 1e-6, cell
     if experts.startswith(f"shared={k},"):  # top-k of k: both tasks take every expert
         assert set(shares.values()) == {1.0}
+
+
+def test_docs_hold_documentation_and_the_studies_their_readme_describes():
+    """No patches or stray scripts: pages, the cli.md generator, and the scripts docs/experiments/README.md lists."""
+    studies = (DOCS / "experiments" / "README.md").read_text()
+    stray = [
+        str(path.relative_to(DOCS))
+        for path in DOCS.rglob("*")
+        if path.is_file()
+        and "__pycache__" not in path.parts
+        and path.suffix != ".md"
+        and path != DOCS / "gen_cli.py"
+        and not (path.parent.name == "experiments" and path.suffix == ".py" and f"`{path.name}`" in studies)
+    ]
+    assert stray == []

@@ -665,8 +665,8 @@ class Float64Bank(nn.Module):
 
 class ShortOnlyBank(Float64Bank):
     def forward(self, x, mask, weights):
-        if x.shape[1] > 6:  # the contract's smoke check runs on 6 frames
-            raise RuntimeError("cannot handle length " + str(x.shape[1]))
+        if x.shape[0] > 3:  # the contract's smoke check runs on 3 rows (and on the run's own lengths)
+            raise RuntimeError("cannot handle more than 3 rows")
         return x * self.scale * mask[..., None] * weights.sum(-1)[:, None, None]
 
 
@@ -693,9 +693,9 @@ def test_a_plugin_component_is_checked_before_training_and_named_when_it_fails_d
         "expected the input's torch.float32 on cpu"
     )
     assert failed.exit_code == 1 and "Traceback" not in failed.output
-    line = LATE_FAILURES.splitlines().index('            raise RuntimeError("cannot handle length " + str(x.shape[1]))')
+    line = LATE_FAILURES.splitlines().index('            raise RuntimeError("cannot handle more than 3 rows")')
     assert failed.stderr.splitlines()[-1] == (
-        f"Error: plugin 'late' ({directory / 'late.py'}:{line + 1}): RuntimeError: cannot handle length 12"
+        f"Error: plugin 'late' ({directory / 'late.py'}:{line + 1}): RuntimeError: cannot handle more than 3 rows"
     )
 
 
@@ -787,8 +787,8 @@ def test_an_error_in_plugin_code_in_a_worker_process_is_blamed_on_the_plugin(tmp
 
 
 def test_a_plugin_bank_equal_to_a_builtin_one_passes_the_check_at_a_papers_width():
+    from mmolre_cli.config import SmokeSizes
     from mmolre_cli.plugins.builtin import dense_experts
-    from mmolre_cli.plugins.contracts import SmokeSizes
 
     registry = build_registry(*get_plugin_manager())
     registry.add("expert", "p_dense", dense_experts, plugin="copies")
@@ -823,9 +823,48 @@ class SlightlyLeakyBank(nn.Module):
 
 @pytest.mark.parametrize("d_model", [8, 512])
 def test_a_small_leak_is_seen_at_any_width(d_model):
-    from mmolre_cli.plugins.contracts import SmokeSizes
+    from mmolre_cli.config import SmokeSizes
 
     registry = build_registry(*get_plugin_manager())
     registry.add("expert", "leaky", SlightlyLeakyBank, plugin="leaks")
     with pytest.raises(ContractError, match="padded frames leak into valid frames' output"):
         smoke_check(registry.get("expert", "leaky"), SmokeSizes(d_model=d_model))
+
+
+WINDOWED = """
+from torch import nn
+
+from mmolre_cli import hookimpl
+
+
+class Windowed(nn.Module):
+    def __init__(self, input_dim, d_model):
+        super().__init__()
+        self.project = nn.Linear(input_dim, d_model)
+
+    def forward(self, x, mask):
+        if x.shape[1] < 8:
+            raise ValueError(f"needs windows of 8 frames, got {x.shape[1]}")
+        return self.project(x) * mask[..., None]
+
+
+@hookimpl
+def register_encoders(register):
+    register("windowed", lambda input_dim, d_model, dropout: Windowed(input_dim, d_model), "8-frame windows")
+"""
+
+
+def test_the_pre_run_plugin_check_uses_the_runs_own_sequence_length(tmp_path, tiny_data):
+    """An encoder that needs 8 frames fails the tiny check (6 frames) but trains on 12-frame data."""
+    from mmolre_cli.cli.app import app
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "windowed.py").write_text(WINDOWED)
+    runner = CliRunner()
+    tiny = runner.invoke(app, ["--plugins-dir", str(plugins), "plugins", "--check"])
+    assert tiny.exit_code == 1 and "needs windows of 8 frames, got 6" in tiny.stderr
+    args = ["--plugins-dir", str(plugins), "train", "--data", str(tiny_data), "--encoder", "windowed"]
+    args += ["--d-model", "16", "--epochs", "1", "--no-track", "--out", str(tmp_path / "run")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output

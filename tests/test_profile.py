@@ -250,3 +250,21 @@ def test_cli_tables():
     result = CliRunner().invoke(app, ["profile", *TINY])
     assert result.exit_code == 0, result.output
     assert "active per utterance" in result.stdout and "not counted" in result.stdout
+
+
+def test_profile_runs_the_model_once_per_count(registry, monkeypatch):
+    """Counted forward passes at batch 1 and at the batch size, and one counted training step: three in all
+    (the shares of the experts the routes chose come from the first)."""
+    from mmolre_cli.profiling import report
+
+    built, calls = report.real_model, []
+
+    def counted(*args, **kwargs):
+        model = built(*args, **kwargs)
+        model.register_forward_pre_hook(lambda module, inputs: calls.append(module.training))
+        return model
+
+    monkeypatch.setattr(report, "real_model", counted)
+    result = profile(registry)
+    assert calls == [False, False, True]
+    assert 0 < result["parameters"]["active_per_utterance"] < result["parameters"]["total"]  # top-k shares used

@@ -313,6 +313,36 @@ def test_resume_tracks_as_the_run_was_started(runner, reference, tmp_path, track
         assert len(client.get_metric_history(run.info.run_id, "valid_loss")) == 4
 
 
+def test_resume_reads_last_pt_once(runner, reference, tmp_path, monkeypatch):
+    from mmolre_cli.training import checkpoint, seeds, trainer
+
+    run_dir = tmp_path / "run"
+    interrupted_run(reference, run_dir, stop_epoch=1, tracking_uri=f"sqlite:///{run_dir.resolve() / 'mlflow.db'}")
+    reads = []
+
+    def counted(path, *args, **kwargs):
+        reads.append(os.path.basename(path))
+        return checkpoint.load_checkpoint(path, *args, **kwargs)
+
+    for module in (seeds, trainer):  # every module that reads checkpoints for train --resume
+        monkeypatch.setattr(module, "load_checkpoint", counted)
+    result = runner.invoke(app, ["train", "--resume", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert reads.count("last.pt") == 1 and "MLflow run" in result.stdout
+
+
+def test_resume_refuses_a_moved_run_whose_mlflow_store_writes_artifacts_under_the_old_path(runner, reference, tmp_path):
+    import shutil
+
+    old, moved = tmp_path / "run", tmp_path / "moved"
+    interrupted_run(reference, old, stop_epoch=1, tracking_uri=f"sqlite:///{old.resolve() / 'mlflow.db'}")
+    shutil.move(old, moved)
+    result = runner.invoke(app, ["train", "--resume", str(moved)])
+    assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1
+    assert f"{moved}: moved from {old.resolve()}" in result.stderr and "--no-track" in result.stderr
+    assert not old.exists() and not (moved / "metrics.json").exists()  # nothing written at either place
+
+
 # Seeds and MLflow
 
 
@@ -458,6 +488,22 @@ def test_nproc_reports_an_error_of_every_worker_once_with_its_exit_code(tiny_dat
     assert errors == ["Error: the training split has 1 samples, fewer than the 2 processes"], result.stderr
     assert "Traceback" not in result.stderr and "Root Cause" not in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.distributed
+def test_nproc_warns_once_about_a_plugin_that_failed_to_load(tiny_data, tmp_path):
+    """The launcher warns; the workers, whose registries fail alike, do not repeat it (rank 0 writes here)."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "broken.py").write_text("raise RuntimeError('half-written plugin')\n")
+    data = read_canonical(tiny_data)  # one sample: the workers stop with an error right after loading plugins
+    data.splits = {name: first_sample(split) for name, split in data.splits.items()}
+    write_canonical(data, tmp_path / "one.h5")
+    options = [*TINY, "--epochs", "1", "--nproc", "2", "--out", str(tmp_path / "run"), "--no-track"]
+    command = [sys.executable, "-m", "mmolre_cli", "--plugins-dir", str(plugins), "train", "--data"]
+    result = subprocess.run([*command, str(tmp_path / "one.h5"), *options], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "fewer than the 2 processes" in result.stderr, result.stderr
+    assert result.stderr.count("plugin 'broken' failed at import") == 1, result.stderr
 
 
 def processes_naming(path):

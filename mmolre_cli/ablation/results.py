@@ -22,19 +22,28 @@ SPLITS = ("test", "valid")
 
 
 def combine_parts(parts: dict[str, list[SeedRun]]) -> list[dict[str, Any]]:
-    """One row per seed: {"seed", "n_parameters", "test": {...}, "valid": {...}}.
+    """One row per seed: {"seed", "n_parameters", "diverged", "test": {...}, "valid": {...}}.
 
-    A variant trained in per-task parts (``mtl``) takes each task's metrics from that task's model
-    and counts the parameters of all of them.
+    A variant trained in per-task parts (``mtl``) takes each task's metrics from that task's model,
+    counts the parameters of all of them, and has diverged where one of them did.
     """
     if list(parts) == [WHOLE]:
         return [
-            {"seed": run.seed, "n_parameters": run.n_parameters, **{s: dict(run.metrics[s]) for s in SPLITS}}
+            {
+                "seed": run.seed,
+                "n_parameters": run.n_parameters,
+                "diverged": run.diverged,
+                **{s: dict(run.metrics[s]) for s in SPLITS},
+            }
             for run in parts[WHOLE]
         ]
     rows = []
     for runs in zip(*parts.values(), strict=True):
-        row: dict[str, Any] = {"seed": runs[0].seed, "n_parameters": sum(run.n_parameters for run in runs)}
+        row: dict[str, Any] = {
+            "seed": runs[0].seed,
+            "n_parameters": sum(run.n_parameters for run in runs),
+            "diverged": next((run.diverged for run in runs if run.diverged), None),
+        }
         for split in SPLITS:
             row[split] = {
                 key: value for run in runs for key, value in run.metrics[split].items() if key not in JOINT_ONLY
@@ -65,6 +74,7 @@ def summarise(plan: Plan, results: dict[str, dict[str, list[SeedRun]]]) -> dict[
                 "n_parameters": rows[0]["n_parameters"],
                 "mean": mean,
                 "std": std,
+                "diverged_seeds": [row["seed"] for row in rows if row["diverged"]],
                 "runs": rows,
             }
         )

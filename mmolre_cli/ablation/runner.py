@@ -9,6 +9,7 @@ interrupted one and trains the rest, whichever executor ran the earlier invocati
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -41,6 +42,7 @@ class SeedRun:
     metrics: dict[str, dict[str, float | None]]
     n_parameters: int
     selected_epoch: int
+    diverged: str | None = None  # where the training loss first was not finite, after the selected epoch
 
 
 @dataclass
@@ -108,7 +110,8 @@ def train_part(
     runs = []
     for result in results:
         report = read_json(result.run_dir / METRICS_NAME, ("n_parameters",))
-        runs.append(SeedRun(result.seed, result.metrics, report["n_parameters"], result.selected_epoch))
+        seed_run = SeedRun(result.seed, result.metrics, report["n_parameters"], result.selected_epoch)
+        runs.append(dataclasses.replace(seed_run, diverged=report.get("diverged")))
     return runs
 
 

@@ -10,7 +10,7 @@ import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmolre_cli.config import (
     ALIASES,
@@ -25,13 +25,11 @@ from mmolre_cli.config import (
     parse_list,
     set_path,
 )
-from mmolre_cli.data.shapes import like_shapes, read_shapes
-from mmolre_cli.data.synthetic import BUILTIN_LIKE
 from mmolre_cli.errors import UsageError
-from mmolre_cli.model.build import resolve_model
 from mmolre_cli.plugins.contracts import PluginError
-from mmolre_cli.plugins.registry import Registry
-from mmolre_cli.training.schedule import Selection, selectable_metrics
+
+if TYPE_CHECKING:
+    from mmolre_cli.plugins.registry import Registry
 
 #: The part name of a variant trained as one model; ``mtl`` trains one part per task instead.
 WHOLE = "all"
@@ -165,6 +163,8 @@ def _with_model(config: RunConfig, model: ModelConfig) -> RunConfig:
 def _selection_for(config: RunConfig, task: str) -> RunConfig:
     """A single-task part keeps the full model's ``train.select`` when it is a metric of ``task`` (or the
     total loss), and otherwise selects on its own loss."""
+    from mmolre_cli.training.schedule import selectable_metrics
+
     sentiment_only = set(selectable_metrics(["sa"], [])) - {"loss"}
     select = config.train.select
     if select == "loss" or (select in sentiment_only) == (task == "sa"):
@@ -182,8 +182,14 @@ def plan_variants(
     """Every variant's checked config, from the full model's plain config ``values`` (file plus flags).
 
     A grid point equal to the full model becomes the reference; removals that change nothing and
-    ``topk > shared`` grid points are skipped with a note.
+    ``topk > shared`` grid points are skipped with a note. Data, model and training are imported here, so
+    that the names and parsers above load without torch (``mmolre --help`` shows them).
     """
+    from mmolre_cli.data.shapes import like_shapes, read_shapes
+    from mmolre_cli.data.synthetic import BUILTIN_LIKE
+    from mmolre_cli.model.build import resolve_model
+    from mmolre_cli.training.schedule import Selection
+
     full = build_config(values, source="options")
     shapes = read_shapes(full.data) if full.data else like_shapes(BUILTIN_LIKE)
 
@@ -191,7 +197,7 @@ def plan_variants(
         """Registered components, an existing device, and a ``train.select`` metric of the tasks it trains
         on these data (``er`` dropped where they hold no emotion labels, as training does)."""
         check_device(config.train.device)  # first: the plugin components are checked on it
-        check_components(config, registry)
+        check_components(config, registry, frames=max(shapes.lengths.values()))
         model, signature = resolve_model(config.model, shapes)
         Selection.for_metric(config.train.select, model.tasks, signature.emotions)
 

@@ -57,9 +57,20 @@ def _cell(mean: float | None, std: float | None, delta: float | None, higher_bet
     return text.append(f"\nΔ {delta:+.3f}", style=colour)
 
 
+def _variant_cell(variant: dict[str, Any], reference: bool) -> Text:
+    """The variant's name, and below it the seeds whose training diverged (its metrics are those of the epoch
+    selected before)."""
+    text = Text(variant["name"], style="bold" if reference else "")
+    diverged = variant.get("diverged_seeds") or []  # absent from results.json written before it was recorded
+    if diverged:
+        seeds = ", ".join(map(str, diverged))
+        text.append(f"\ndiverged: seed{'s' if len(diverged) > 1 else ''} {seeds}", style="yellow")
+    return text
+
+
 def results_table(summary: dict[str, Any]) -> Table:
     """One row per variant: test mean ± std over seeds and, below, the difference to the reference
-    (green: better, red: worse)."""
+    (green: better, red: worse); a variant whose training diverged for some seeds says so under its name."""
     from mmolre_cli.metrics import higher_is_better
 
     variants = summary["variants"]
@@ -74,8 +85,10 @@ def results_table(summary: dict[str, Any]) -> Table:
         reference = variant["name"] == summary["reference"]
         mean, std, delta = variant["mean"], variant["std"], variant["delta"]
         cells = [_cell(mean.get(m), std.get(m), delta.get(m), higher_is_better(m), reference) for m in columns]
-        table.add_row(Text(variant["name"], style="bold" if reference else ""), f"{variant['n_parameters']:,}", *cells)
+        table.add_row(_variant_cell(variant, reference), f"{variant['n_parameters']:,}", *cells)
     table.caption = f"reference (bold): {summary['reference']}; Δ = variant − reference"
+    if any(variant.get("diverged_seeds") for variant in variants):
+        table.caption += "; diverged: the training loss became non-finite, metrics are of the epoch selected before"
     return table
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -137,6 +138,10 @@ class GlobalOptions:
 global_options = GlobalOptions()
 
 
+#: Set for the processes ``train --nproc`` starts: their launcher has warned about the plugins that failed.
+PLUGINS_WARNED_ENV = "MMOLRE_PLUGINS_WARNED"
+
+
 def registry():
     """The plugin registry (with ``mmolre --plugins-dir`` when given), warning once about each failed plugin."""
     return _registry(global_options.plugins_dir)
@@ -147,8 +152,9 @@ def _registry(plugins_dir: Path | None):
     from mmolre_cli.plugins import load_registry
 
     loaded = load_registry(plugins_dir)
-    for failure in loaded.failures:
-        warn(failure.message())
+    if not os.environ.get(PLUGINS_WARNED_ENV):
+        for failure in loaded.failures:
+            warn(failure.message())
     return loaded
 
 

@@ -12,7 +12,8 @@ from mmolre_cli.plugins import KINDS, Component
 
 def check_components(components) -> dict[tuple[str, str], str]:
     """(kind, name) → ``ok``, ``no contract``, or why the component fails its kind's smoke check."""
-    from mmolre_cli.plugins.contracts import CONTRACTS, ContractError, smoke_check, takes_pretrained
+    from mmolre_cli.model.pretrained import takes_pretrained
+    from mmolre_cli.plugins.contracts import CONTRACTS, ContractError, smoke_check
 
     results = {}
     for component in components:

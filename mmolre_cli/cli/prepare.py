@@ -46,9 +46,10 @@ def synthetic(
     scale: float = typer.Option(1.0, help="Fraction of the real dataset's clip counts."),
     seed: int = typer.Option(0, help="Random seed (same seed, same file)."),
     seq_len: int | None = typer.Option(None, "--seq-len", help="Sequence length (default 50)."),
-    emotion_labels: float = typer.Option(
-        EMOTION_LABELS,
-        help="Fraction of MOSEI-like training clips that keep their emotion labels (valid and test keep all).",
+    emotion_labels: float | None = typer.Option(  # default read in the body: data.synthetic imports h5py
+        None,
+        help="Fraction of MOSEI-like training clips that keep their emotion labels (valid and test keep all; "
+        "default 0.5, as the built-in dataset).",
     ),
     force: bool = typer.Option(False, help="Overwrite an existing output file."),
 ) -> None:
@@ -56,7 +57,8 @@ def synthetic(
     from mmolre_cli.data.canonical import write_canonical
     from mmolre_cli.data.synthetic import generate_synthetic
 
-    data = generate_synthetic(like=like, scale=scale, seed=seed, seq_len=seq_len, emotion_labels=emotion_labels)
+    fraction = EMOTION_LABELS if emotion_labels is None else emotion_labels
+    data = generate_synthetic(like=like, scale=scale, seed=seed, seq_len=seq_len, emotion_labels=fraction)
     write_canonical(data, out, force=force)
     sizes = ", ".join(f"{name} {split.size}" for name, split in data.splits.items())
     console.print(f"wrote {out} ({data.dataset}: {sizes})")

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mmolre_cli.cli.common import (
+    PLUGINS_WARNED_ENV,
     TABLE_METRICS,
     DeterministicOption,
     DModelOption,
@@ -117,6 +118,15 @@ def cli_overrides(
     return overrides
 
 
+def longest_sequence(config: RunConfig) -> int:
+    """The longest sequence, in frames, of the data ``config`` trains on (read without the features)."""
+    from mmolre_cli.data.shapes import like_shapes, read_shapes
+    from mmolre_cli.data.synthetic import BUILTIN_LIKE
+
+    shapes = read_shapes(config.data) if config.data else like_shapes(BUILTIN_LIKE)
+    return max(shapes.lengths.values())
+
+
 def default_run_dir() -> Path:
     """``runs/<date>-<time>``, with a counter when that name is taken."""
     base = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
@@ -166,6 +176,7 @@ def relaunch(
     from mmolre_cli.training.seeds import check_model_builds
     from mmolre_cli.training.trainer import check_run_dir
 
+    registry()  # warns here about failed plugins, once: the workers' registries fail alike and stay quiet
     if resume is None:
         check_model_builds(run_config, registry())
         check_run_dir(run_dir)
@@ -180,7 +191,11 @@ def relaunch(
             save_yaml(run_config, config_file)
             arguments = ["train", "--config", str(config_file), "--out", str(run_dir)]
             arguments += ["--seeds", seeds] if seeds else []
-        code = launch(nproc, [*prefix, *arguments, *tracking, *(["--json"] if json_output else [])])
+        os.environ[PLUGINS_WARNED_ENV] = "1"  # the workers inherit it
+        try:
+            code = launch(nproc, [*prefix, *arguments, *tracking, *(["--json"] if json_output else [])])
+        finally:
+            del os.environ[PLUGINS_WARNED_ENV]
     if code:
         raise typer.Exit(code)
 
@@ -241,7 +256,7 @@ def train(
     json_output: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
 ) -> None:
     """Train MMoLRE, select on the validation split, and report the selected checkpoint's test metrics."""
-    from mmolre_cli.training.seeds import parse_seeds, resumed_tracking_uri
+    from mmolre_cli.training.seeds import interrupted_checkpoint, parse_seeds, resumed_tracking_uri
     from mmolre_cli.training.tracking import tracking_uri as resolve_tracking_uri
 
     overrides = cli_overrides(
@@ -266,12 +281,13 @@ def train(
     else:
         run_config = build_config(merged_values(config, overrides), source=str(config) if config else "options")
         check_device(run_config.train.device)  # first: the plugin components are checked on it
-        check_components(run_config, registry())
+        check_components(run_config, registry(), frames=longest_sequence(run_config))
         run_dir = out or default_run_dir()
     if nproc is not None and nproc < 1:
         raise UsageError(f"--nproc: must be at least 1, got {nproc}")
+    last = interrupted_checkpoint(resume) if resume is not None and not nproc else None  # read once, used twice
     if resume is not None and not no_track and tracking_uri is None:
-        uri = resumed_tracking_uri(resume)
+        uri = resumed_tracking_uri(resume, last)
     else:
         uri = None if no_track else resolve_tracking_uri(tracking_uri, run_dir)
     device = run_config.train.device if run_config is not None else "the run's device"
@@ -314,7 +330,7 @@ def train(
         try:
             with fitting_in_memory(run_config, device, resume):
                 if resume is not None:
-                    result = resume_run(resume, registry(), on_epoch=on_epoch, **options)
+                    result = resume_run(resume, registry(), on_epoch=on_epoch, last=last, **options)
                 elif seed_list:
                     result = train_seeds(run_config, seed_list, run_dir, registry(), on_epoch=on_epoch, **options)
                 else:

@@ -104,7 +104,15 @@ class Processes:
         return self._futures.pop(future), future.result()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)  # start no job whose result nobody will read
+        # Start no job whose result nobody will read, and stop the running ones: a SIGINT sent to this
+        # process alone (or an error here) would leave them training. A study writes its files atomically,
+        # so a rerun resumes them. (The processes are private to the pool until Python 3.14.)
+        workers = list((self._pool._processes or {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.join()
 
 
 def make_executor(

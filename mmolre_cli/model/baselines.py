@@ -24,10 +24,17 @@ from mmolre_cli.config import ModelConfig
 from mmolre_cli.model.experts import ConvExpertBank
 from mmolre_cli.model.heads import make_head
 from mmolre_cli.model.masking import lengths_to_mask, masked_mean
-from mmolre_cli.model.mmolre import DataSignature, ModelOutput, build_encoders, encode, input_norms, resolve_modalities
+from mmolre_cli.model.mmolre import (
+    Components,
+    DataSignature,
+    ModelOutput,
+    build_encoders,
+    encode,
+    input_norms,
+    resolve_modalities,
+)
 from mmolre_cli.model.routers import SoftRouter
 from mmolre_cli.model.unitse import UniTSE, UniTSEBlock
-from mmolre_cli.plugins.registry import Registry
 
 #: The one pseudo-task HPS builds its shared fusion and trunk layers for.
 SHARED = "shared"
@@ -36,7 +43,7 @@ SHARED = "shared"
 class _MultitaskBaseline(nn.Module):
     """Encoders, a fusion built for ``fusion_tasks`` and one head per task, as MMoLRE has them."""
 
-    def __init__(self, config: ModelConfig, signature: DataSignature, registry: Registry, fusion_tasks: list[str]):
+    def __init__(self, config: ModelConfig, signature: DataSignature, registry: Components, fusion_tasks: list[str]):
         super().__init__()
         self.config, self.signature = config, signature
         self.tasks = list(config.tasks)
@@ -64,7 +71,7 @@ class _MultitaskBaseline(nn.Module):
 class HardSharing(_MultitaskBaseline):
     """HPS: every layer up to the heads is shared by all tasks."""
 
-    def __init__(self, config: ModelConfig, signature: DataSignature, registry: Registry):
+    def __init__(self, config: ModelConfig, signature: DataSignature, registry: Components):
         super().__init__(config, signature, registry, fusion_tasks=[SHARED])
         d = config.d_model
 
@@ -85,7 +92,7 @@ class HardSharing(_MultitaskBaseline):
 class GatedExperts(_MultitaskBaseline):
     """MMoE (``task_experts`` False) or CGC (True): soft-gated dense experts, one gate per task."""
 
-    def __init__(self, config: ModelConfig, signature: DataSignature, registry: Registry, task_experts: bool):
+    def __init__(self, config: ModelConfig, signature: DataSignature, registry: Components, task_experts: bool):
         super().__init__(config, signature, registry, fusion_tasks=list(config.tasks))
         d, n, dropout = config.d_model, config.experts.shared, config.experts.dropout
         self.n_shared = n

@@ -10,11 +10,10 @@ from mmolre_cli.config import ModelConfig
 from mmolre_cli.data.shapes import DataShapes
 from mmolre_cli.errors import UsageError
 from mmolre_cli.model.baselines import GatedExperts, HardSharing
-from mmolre_cli.model.mmolre import DataSignature, MMoLRE, resolve_modalities
-from mmolre_cli.plugins.registry import Registry
+from mmolre_cli.model.mmolre import Components, DataSignature, MMoLRE, resolve_modalities
 
 
-def build_model(config: ModelConfig, signature: DataSignature, registry: Registry) -> nn.Module:
+def build_model(config: ModelConfig, signature: DataSignature, registry: Components) -> nn.Module:
     """The model ``config.architecture`` names; every one maps (features, lengths) to a ModelOutput."""
     if config.architecture == "mmolre":
         return MMoLRE(config, signature, registry)

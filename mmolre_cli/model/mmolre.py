@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from torch import Tensor, nn
 
@@ -11,11 +12,20 @@ from mmolre_cli.config import ModelConfig
 from mmolre_cli.model.heads import make_head
 from mmolre_cli.model.masking import lengths_to_mask
 from mmolre_cli.model.normalize import build_input_norms
-from mmolre_cli.model.pretrained import is_pretrained
+from mmolre_cli.model.pretrained import is_pretrained, takes_pretrained
 from mmolre_cli.model.routers import Route
 from mmolre_cli.model.unitse import UniTSE, UniTSEBlock
-from mmolre_cli.plugins.contracts import takes_pretrained
-from mmolre_cli.plugins.registry import Registry
+
+
+class Components(Protocol):
+    """What a model is built from: the factory of a component by kind and name, with the option that chose it
+    for messages. The plugin registry (``mmolre_cli.plugins.registry.Registry``, a layer above) is one."""
+
+    def get(self, kind: str, name: str, *, option: str | None = None) -> Registered: ...
+
+
+class Registered(Protocol):
+    factory: Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -50,7 +60,7 @@ def resolve_modalities(config: ModelConfig, signature: DataSignature) -> list[st
 
 
 def build_encoders(
-    config: ModelConfig, signature: DataSignature, registry: Registry, modalities: list[str]
+    config: ModelConfig, signature: DataSignature, registry: Components, modalities: list[str]
 ) -> nn.ModuleDict:
     """One registered encoder per modality, projecting its features to the model width; a factory that takes
     ``pretrained`` (``hf_text``, ``hf_audio``) gets ``config.pretrained``."""
@@ -82,7 +92,7 @@ def encode(encoder: nn.Module, norms: nn.ModuleDict, m: str, x: Tensor, mask: Te
 class MMoLRE(nn.Module):
     """Multimodal Mixture of Low-Rank Experts for joint sentiment analysis and emotion recognition."""
 
-    def __init__(self, config: ModelConfig, signature: DataSignature, registry: Registry):
+    def __init__(self, config: ModelConfig, signature: DataSignature, registry: Components):
         super().__init__()
         self.config, self.signature = config, signature
         self.tasks = list(config.tasks)
@@ -100,7 +110,7 @@ class MMoLRE(nn.Module):
         )
         self.heads = nn.ModuleDict({t: make_head(t, d, len(signature.emotions), dropout) for t in self.tasks})
 
-    def _block(self, registry: Registry) -> UniTSEBlock:
+    def _block(self, registry: Components) -> UniTSEBlock:
         config, experts = self.config, self.config.experts
         expert = registry.get("expert", experts.type, option="model.experts.type").factory
         shared = routers = specific = None

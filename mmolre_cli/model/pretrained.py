@@ -10,6 +10,10 @@ architecture, tokenizer and feature extractor when the model is rebuilt (docs/ra
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -144,3 +148,9 @@ class HFAudioModel(PretrainedEncoder):
 def is_pretrained(encoder: nn.Module) -> bool:
     """Whether ``encoder`` runs on raw input (has ``inputs``) rather than on pre-extracted features."""
     return isinstance(encoder, PretrainedEncoder)
+
+
+def takes_pretrained(factory: Callable[..., Any]) -> bool:
+    """Whether an encoder ``factory`` takes ``pretrained`` (model directories): it runs a pretrained model on
+    raw input, has no smoke check on random features, and is built with ``model.pretrained``."""
+    return "pretrained" in inspect.signature(factory).parameters

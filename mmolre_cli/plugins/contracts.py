@@ -7,6 +7,11 @@ and plugin test suites). Kinds without a written contract are registered uncheck
 
 Shapes: B batch, T frames, D input features, d model width, N experts, τ tasks. A ``mask`` is bool
 (B, T), True at valid frames; a row without any is a clip that lacks the modality (length 0).
+
+One file on purpose: a kind's contract is a Protocol and one smoke function of some 30 lines, and the
+four share the padded-batch inputs and the checks of shape, padding and gradients below. Split per
+kind, each module would hold little beyond imports of those helpers, and a plugin author reads every
+contract in one place (docs/plugins.md points here).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mmolre_cli.config import SmokeSizes
 from mmolre_cli.errors import MmolreError
 
 if TYPE_CHECKING:
@@ -23,7 +29,17 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from mmolre_cli.model.routers import Route
-    from mmolre_cli.plugins.registry import Component
+
+
+@dataclass(frozen=True)
+class Component:
+    """One registered component: ``factory`` builds it, ``plugin`` names who provided it."""
+
+    kind: str
+    name: str
+    factory: Callable
+    plugin: str
+    description: str = ""
 
 
 class Encoder(Protocol):
@@ -149,30 +165,15 @@ def check_factory(kind: str, name: str, factory: Callable[..., Any], plugin: str
         )
 
 
-@dataclass(frozen=True)
-class SmokeSizes:
-    """What a smoke check builds a component with: tiny by default (``mmolre plugins --check``), or a run's
-    own model sizes and device, checked before the run starts."""
-
-    d_model: int = 8
-    n_experts: int = 4
-    rank: int = 2
-    topk: int = 2
-    modalities: tuple[str, ...] = ("text", "audio")
-    tasks: tuple[str, ...] = ("sa", "er")
-    device: str = "cpu"
-    input_dim: int = 5
+#: The sizes ``mmolre plugins --check`` builds every component at.
+TINY = SmokeSizes()
 
 
-def takes_pretrained(factory: Callable[..., Any]) -> bool:
-    """Whether an encoder ``factory`` takes ``pretrained`` (model directories): it runs a pretrained model on
-    raw input, has no smoke check on random features, and is built with ``model.pretrained``."""
-    return "pretrained" in inspect.signature(factory).parameters
-
-
-def smoke_check(component: Component, sizes: SmokeSizes = SmokeSizes()) -> None:
+def smoke_check(component: Component, sizes: SmokeSizes = TINY) -> None:
     """Build ``component`` at ``sizes`` and run it on a padded batch (ContractError on a problem); an encoder
     on raw input (:func:`takes_pretrained`) is not checked."""
+    from mmolre_cli.model.pretrained import takes_pretrained
+
     contract = CONTRACTS.get(component.kind)
     if contract is None or (component.kind == "encoder" and takes_pretrained(component.factory)):
         return
@@ -186,8 +187,9 @@ def smoke_check(component: Component, sizes: SmokeSizes = SmokeSizes()) -> None:
         raise ContractError(f"plugin {component.plugin!r}: {component.kind} {component.name!r}: {'; '.join(problems)}")
 
 
-# Smoke inputs: three rows with 6, 3 and 1 valid frames, so every padding pattern occurs.
-BATCH_LENGTHS = (6, 3, 1)
+def batch_lengths(frames: int) -> tuple[int, int, int]:
+    """Valid frames of the smoke batch's three rows: all, half and one, so every padding pattern occurs."""
+    return frames, max(1, frames // 2), 1
 
 
 def _mask(lengths: tuple[int, ...], length: int, device: str = "cpu") -> Tensor:
@@ -266,18 +268,19 @@ def smoke_encoder(factory: Callable[..., Any], sizes: SmokeSizes) -> list[str]:
     """An encoder maps (B, T, D) to (B, T, d), zero at padding, padding not leaking, and trains."""
     import torch
 
-    generator, length, device = _generator(), max(BATCH_LENGTHS), sizes.device
+    lengths = batch_lengths(sizes.frames)
+    generator, length, device = _generator(), max(lengths), sizes.device
     encoder = factory(input_dim=sizes.input_dim, d_model=sizes.d_model, dropout=0.0)
     if problems := module_problems(encoder, "the factory"):
         return problems
     encoder.to(device)
-    mask = _mask(BATCH_LENGTHS, length, device)
-    x = _randn((len(BATCH_LENGTHS), length, sizes.input_dim), generator, device) * mask[..., None]
+    mask = _mask(lengths, length, device)
+    x = _randn((len(lengths), length, sizes.input_dim), generator, device) * mask[..., None]
     noise = _randn(tuple(x.shape), generator, device) * ~mask[..., None]
     encoder.eval()
     with torch.no_grad():
         out, perturbed = encoder(x, mask), encoder(x + noise, mask)
-    if problems := _output_problems(out, (len(BATCH_LENGTHS), length, sizes.d_model), x):
+    if problems := _output_problems(out, (len(lengths), length, sizes.d_model), x):
         return problems
     encoder.train()
     return _padding_problems(out, perturbed, mask) + _backward_problems(encoder, encoder(x, mask).square().sum())
@@ -300,13 +303,14 @@ def smoke_expert(factory: Callable[..., Any], sizes: SmokeSizes) -> list[str]:
     zero) is checked with its parameters redrawn at random, so that the checks see what it computes."""
     import torch
 
-    generator, length, batch, device = _generator(), max(BATCH_LENGTHS), len(BATCH_LENGTHS), sizes.device
+    lengths = batch_lengths(sizes.frames)
+    generator, length, batch, device = _generator(), max(lengths), len(lengths), sizes.device
     n_experts, d_model = sizes.n_experts, sizes.d_model
     bank = factory(d_model=d_model, n_experts=n_experts, rank=sizes.rank, dropout=0.0)
     if problems := module_problems(bank, "the factory"):
         return problems
     bank.to(device)
-    mask = _mask(BATCH_LENGTHS, length, device)
+    mask = _mask(lengths, length, device)
     x = _randn((batch, length, d_model), generator, device) * mask[..., None]
     noise = _randn(tuple(x.shape), generator, device) * ~mask[..., None]
     # Rows mixing two experts, two others and one alone (fewer when there are fewer experts).
@@ -366,14 +370,16 @@ def smoke_fusion(factory: Callable[..., Any], sizes: SmokeSizes) -> list[str]:
     """A fusion maps per-task features of every modality to (τ, B, d), ignoring padded frames."""
     import torch
 
-    generator, batch, device = _generator(), len(BATCH_LENGTHS), sizes.device
+    lengths = batch_lengths(sizes.frames)
+    generator, batch, device = _generator(), len(lengths), sizes.device
     modalities, tasks = list(sizes.modalities), list(sizes.tasks)
     fusion = factory(d_model=sizes.d_model, modalities=modalities, tasks=tasks, dropout=0.0)
     if problems := module_problems(fusion, "the factory"):
         return problems
     fusion.to(device)
     # Modalities of different lengths, padded in different rows.
-    masks = {m: _mask(BATCH_LENGTHS[:: (-1) ** i], 4 + i, device) for i, m in enumerate(modalities)}
+    widths = [max(lengths[0] - 2 + i, 1) for i in range(len(modalities))]
+    masks = {m: _mask(lengths[:: (-1) ** i], widths[i], device) for i, m in enumerate(modalities)}
     features = {
         m: _randn((len(tasks), batch, masks[m].shape[1], sizes.d_model), generator, device) * masks[m][..., None]
         for m in modalities

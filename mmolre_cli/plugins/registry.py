@@ -9,14 +9,14 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from mmolre_cli.config import did_you_mean, unknown_choice
+from mmolre_cli.config import SmokeSizes, did_you_mean, unknown_choice
 from mmolre_cli.errors import MmolreError, UsageError
 from mmolre_cli.plugins.contracts import (
     CONTRACTS,
     PLUGIN_ERRORS,
+    Component,
     ContractError,
     PluginError,
-    SmokeSizes,
     check_factory,
     module_problems,
     smoke_check,
@@ -34,17 +34,6 @@ KIND_HOOKS = {
 KINDS = tuple(KIND_HOOKS)
 #: The plugin name of mmolre's own components.
 BUILTIN = "builtin"
-
-
-@dataclass(frozen=True)
-class Component:
-    """One registered component: ``factory`` builds it, ``plugin`` names who provided it."""
-
-    kind: str
-    name: str
-    factory: Callable
-    plugin: str
-    description: str = ""
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ def parameter_report(model: nn.Module, chosen: Mapping[str, float]) -> dict:
     """Total, trainable and active-per-utterance parameters, and their split by component.
 
     Active counts, of each shared bank, the share ``chosen`` of its experts that routes chose (k of N under
-    top-k, see ``chosen_shares``); everything else (encoders, routers, task-specific experts, norms,
+    top-k, see ``count_forward``); everything else (encoders, routers, task-specific experts, norms,
     fusion, heads) is always used.
     """
     breakdown = Breakdown()

@@ -80,7 +80,8 @@ def macs_and_flops(flops: float) -> dict[str, int]:
 
 def count_forward(model: nn.Module, inputs: Batch) -> dict:
     """Executed and active forward FLOPs, split by component; active counts, of each shared bank, the
-    experts the routes chose."""
+    experts the routes chose. ``chosen_shares``: per shared bank, the share of its expert weights the routes
+    chose (not zero), in eval mode: k/N under top-k, 1 for a router that weighs every expert."""
     model.eval()
     weighted = {path: module for path, module in model.named_modules() if has_own_weights(module)}
     banks = shared_banks(model)
@@ -108,6 +109,7 @@ def count_forward(model: nn.Module, inputs: Batch) -> dict:
         "active": macs_and_flops(total - idle),
         **breakdown.to_dict(),
         "not_counted": not_counted(missed, inputs),
+        "chosen_shares": {path: sum(map(chosen_share, args)) / len(args) for path, args in calls.items() if args},
     }
 
 
@@ -129,16 +131,6 @@ def count_training(model: nn.Module, inputs: Batch) -> dict:
         "executed": macs_and_flops(total),
         "active": macs_and_flops(total - idle),
     }
-
-
-def chosen_shares(model: nn.Module, inputs: Batch) -> dict[str, float]:
-    """Per shared bank, the share of its expert weights that the routes chose (not zero) on ``inputs``, in
-    eval mode: k/N under top-k, 1 for a router that weighs every expert."""
-    model.eval()
-    banks = shared_banks(model)
-    with recorded_calls(banks) as calls, torch.no_grad():
-        model(inputs.features, inputs.lengths)
-    return {path: sum(map(chosen_share, recorded)) / len(recorded) for path, recorded in calls.items() if recorded}
 
 
 def chosen_share(args: tuple) -> float:

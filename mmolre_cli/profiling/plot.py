@@ -13,7 +13,7 @@ from mmolre_cli.errors import UsageError
 from mmolre_cli.model.build import resolve_model
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.profiling.components import parameter_report
-from mmolre_cli.profiling.flops import chosen_shares, count_forward, random_batch
+from mmolre_cli.profiling.flops import count_forward, random_batch
 from mmolre_cli.profiling.report import real_model
 
 EXPERT_COUNTS = (1, 2, 4, 8, 16)
@@ -31,8 +31,8 @@ def expert_scaling(
             changed = dataclasses.replace(config, experts=experts, topk=min(config.topk, n))
             model_config, signature = resolve_model(changed, shapes)
             model = real_model(model_config, signature, registry, "cpu")
-            one = random_batch(shapes, model_config.modalities, 1, "cpu", model.encoders)
-            parameters, forward = parameter_report(model, chosen_shares(model, one)), count_forward(model, one)
+            forward = count_forward(model, random_batch(shapes, model_config.modalities, 1, "cpu", model.encoders))
+            parameters = parameter_report(model, forward["chosen_shares"])
             points.append(
                 {
                     "type": expert_type,

@@ -14,7 +14,7 @@ from mmolre_cli.model import DataSignature, multitask_loss
 from mmolre_cli.model.build import build_model, resolve_model
 from mmolre_cli.plugins.registry import Registry
 from mmolre_cli.profiling.components import parameter_report
-from mmolre_cli.profiling.flops import chosen_shares, count_forward, count_training, random_batch
+from mmolre_cli.profiling.flops import count_forward, count_training, random_batch
 from mmolre_cli.profiling.formulas import expert_hidden, expert_parameters, unitse_macs
 from mmolre_cli.profiling.timing import summarize, time_calls
 from mmolre_cli.training.batches import Batch
@@ -41,7 +41,7 @@ def static_counts(model: nn.Module, shapes: DataShapes, batch: int, device: torc
     forward = count_forward(model, one)
     forward_batch = count_forward(model, random_batch(shapes, model.modalities, batch, device, model.encoders))
     return {
-        "parameters": parameter_report(model, chosen_shares(model, one)),
+        "parameters": parameter_report(model, forward.pop("chosen_shares")),
         "forward": forward,
         "forward_batch": {key: forward_batch[key] for key in ("batch_size", "executed", "active")},
         "train_step": count_training(model, random_batch(shapes, model.modalities, batch, device, model.encoders)),

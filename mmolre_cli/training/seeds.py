@@ -32,6 +32,7 @@ from mmolre_cli.training.tracking import (
 from mmolre_cli.training.trainer import (
     CONFIG_NAME,
     METRICS_NAME,
+    SEEDS_NAME,
     RunResult,
     build_model,
     data_path,
@@ -40,7 +41,6 @@ from mmolre_cli.training.trainer import (
     write_json_atomic,
 )
 
-SEEDS_NAME = "seeds.json"
 SUMMARY_NAME = "summary.json"
 
 Metrics = dict[str, dict[str, float]]  # split → metric → value
@@ -200,15 +200,22 @@ def train_seeds(
     return SeedsResult(out_dir, runs, mean, std, tracker.run_id)
 
 
-def resumed_tracking_uri(run_dir: Path) -> str | None:
+def interrupted_checkpoint(run_dir: Path) -> dict | None:
+    """The ``last.pt`` of the interrupted one-seed run in ``run_dir``, read once for :func:`resumed_tracking_uri`
+    and :func:`resume_run`; None for a multi-seed run directory or when no epoch finished."""
+    if (run_dir / SEEDS_NAME).is_file() or not (run_dir / LAST_NAME).is_file():
+        return None
+    return load_checkpoint(run_dir / LAST_NAME)
+
+
+def resumed_tracking_uri(run_dir: Path, last: dict | None = None) -> str | None:
     """Where the interrupted run in ``run_dir`` is tracked: as it was started (not at all, after
-    ``--no-track``), or at the default URI when it recorded nothing (no epoch finished yet)."""
+    ``--no-track``), or at the default URI when it recorded nothing (no epoch finished yet). ``last``: its
+    :func:`interrupted_checkpoint`, when read already."""
     if (run_dir / SEEDS_NAME).is_file():
         recorded = read_json(run_dir / SEEDS_NAME, ("seeds", "config"))
-    elif (run_dir / LAST_NAME).is_file():
-        recorded = load_checkpoint(run_dir / LAST_NAME)
     else:
-        recorded = {}
+        recorded = last if last is not None else interrupted_checkpoint(run_dir) or {}
     return restored_tracking_uri(recorded["tracking"], run_dir) if "tracking" in recorded else default_tracking_uri()
 
 
@@ -220,8 +227,10 @@ def resume_run(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    last: dict | None = None,
 ) -> RunResult | SeedsResult:
-    """Continue the interrupted run in ``run_dir`` (one seed or several) with its stored config."""
+    """Continue the interrupted run in ``run_dir`` (one seed or several) with its stored config; ``last``: its
+    :func:`interrupted_checkpoint`, when read already."""
     if (run_dir / SEEDS_NAME).is_file():
         manifest = read_json(run_dir / SEEDS_NAME, ("seeds", "config"))
         config = build_config(manifest["config"], source=str(run_dir / SEEDS_NAME))
@@ -236,5 +245,5 @@ def resume_run(
     return train_run(
         config, run_dir, registry, tracking_uri=tracking_uri, resume=True,
         on_epoch=(lambda summary: on_epoch(config.train.seed, summary)) if on_epoch else None,
-        progress=progress, warn=warn,
+        progress=progress, warn=warn, last=last,
     )  # fmt: skip

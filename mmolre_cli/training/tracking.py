@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from mmolre_cli.errors import CheckpointError, MmolreError
+
 EXPERIMENT = "mmolre"
 PARENT_TAG = "mlflow.parentRunId"
 #: ``--tracking-uri run``: a SQLite store inside the run directory, as MLflow's ``sqlite:///<run dir>/mlflow.db``.
@@ -154,6 +156,8 @@ class _Session:
             return None
         try:
             return action()
+        except MmolreError:  # the user's to fix (a moved run directory), not MLflow's failure
+            raise
         except Exception as error:  # tracking must never take the training run down
             self.enabled = False
             self.warn(f"MLflow tracking at {self.uri} failed and is off for this run: {type(error).__name__}: {error}")
@@ -170,11 +174,18 @@ class _Session:
 
         client = MlflowClient(tracking_uri=self.uri)
         experiment = client.get_experiment_by_name(self.experiment)
+        # Beside a SQLite store, as MLflow puts them (a server chooses its own place).
+        store = Path(self.uri.removeprefix("sqlite:///")).parent if self.uri.startswith("sqlite:///") else None
+        artifacts = (store.resolve() / "mlartifacts").as_uri() if store is not None else None
         if experiment is None:
-            # Beside a SQLite store, as MLflow puts them (a server chooses its own place).
-            store = Path(self.uri.removeprefix("sqlite:///")).parent if self.uri.startswith("sqlite:///") else None
-            artifacts = (store.resolve() / "mlartifacts").as_uri() if store is not None else None
             self.experiment_id = client.create_experiment(self.experiment, artifact_location=artifacts)
+        elif stored_tracking(self.uri, self.out_dir) == RUN_STORE and experiment.artifact_location != artifacts:
+            # MLflow stores artifact locations as absolute paths, fixed when the experiment was created.
+            old = Path(urlparse(experiment.artifact_location).path).parent
+            raise CheckpointError(
+                f"{self.out_dir}: moved from {old} after MLflow tracked it there, and its mlflow.db would still "
+                f"write artifacts under {old}; move it back to continue it tracked, or continue with --no-track"
+            )
         else:
             self.experiment_id = experiment.experiment_id
         self.client = client

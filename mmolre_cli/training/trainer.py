@@ -56,6 +56,7 @@ from mmolre_cli.training.tracking import CHECKPOINT_TAG, Tracker, experiment_nam
 
 CONFIG_NAME = "config.yaml"
 METRICS_NAME = "metrics.json"
+SEEDS_NAME = "seeds.json"  # the manifest of a multi-seed run (training.seeds)
 CURVES_NAME = "curves.png"
 
 
@@ -104,8 +105,6 @@ def check_run_dir(out_dir: Path, resume: bool = False) -> None:
         if (out_dir / METRICS_NAME).exists():
             raise CheckpointError(f"{out_dir}: the run is complete ({METRICS_NAME}); nothing to resume")
         return
-    from mmolre_cli.training.seeds import SEEDS_NAME  # imported here: seeds imports this module
-
     if (out_dir / LAST_NAME).exists() and not (out_dir / METRICS_NAME).exists():
         raise CheckpointError(f"{out_dir}: holds an interrupted run; continue it with --resume {out_dir}")
     for name in (METRICS_NAME, CHECKPOINT_NAME, SEEDS_NAME):
@@ -203,16 +202,17 @@ def train_run(
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    last: dict[str, Any] | None = None,
 ) -> RunResult:
     """Train, keep the checkpoint best on ``config.train.select`` over the validation split, and score it
     on valid and test. Under ``torchrun`` every rank calls this; only rank 0 writes files and tracks.
 
-    ``resume`` continues the interrupted run in ``out_dir`` from its ``last.pt`` (same config) and ends
-    with exactly the metrics of an uninterrupted run. The run is tracked as a child of ``parent`` when
-    given, else in a run of its own at ``tracking_uri`` (None: not tracked). ``progress(done, total)`` is
-    called after every optimisation step and ``on_epoch`` with each epoch's summary, after its state is
-    saved (so an exception there interrupts the run resumably). A training loss that is not finite stops
-    the run with a TrainingError (its MLflow run marked failed), or, without ``stop_if_diverged``, is
+    ``resume`` continues the interrupted run in ``out_dir`` from its ``last.pt`` (same config) and ends with exactly
+    the metrics of an uninterrupted run (``last``: that ``last.pt``, when read already). The run is tracked as a
+    child of ``parent`` when given, else in a run of its own at ``tracking_uri`` (None: not tracked).
+    ``progress(done, total)`` is called after every optimisation step and ``on_epoch`` with each epoch's summary,
+    after its state is saved (so an exception there interrupts the run resumably). A training loss that is not
+    finite stops the run with a TrainingError (its MLflow run marked failed), or, without ``stop_if_diverged``, is
     warned about and ends training after that epoch (the metrics are then the checkpoint selected before's).
     Without ``score_test`` the test split is never predicted (a tuning trial sees the validation split only).
     """
@@ -231,7 +231,8 @@ def train_run(
     check_precision(train_cfg.precision, device)
     selection = Selection.for_metric(train_cfg.select, config.model.tasks, signature.emotions)
     check_run_dir(out_dir, resume)
-    last = load_checkpoint(out_dir / LAST_NAME) if resume and (out_dir / LAST_NAME).is_file() else None
+    if resume and last is None and (out_dir / LAST_NAME).is_file():
+        last = load_checkpoint(out_dir / LAST_NAME)
     if last is not None and last["config"] != config.to_dict():
         raise CheckpointError(f"{out_dir / LAST_NAME}: written with another config than {out_dir / CONFIG_NAME}")
 
