@@ -12,7 +12,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mmolre_cli"
 #: The package's rooms from the top down; a module may import its own room's modules and those below it.
 LAYERS = (
     ("__main__", "cli"),
+    ("tuning",),
     ("ablation", "profiling"),
+    ("executors",),
     ("training",),
     ("plugins",),
     ("model",),

@@ -9,7 +9,6 @@ import typer
 
 from mmolre_cli.cli.common import console, err_console, registry, user_errors, warn
 from mmolre_cli.cli.help import App
-from mmolre_cli.data.synthetic import EMOTION_LABELS
 from mmolre_cli.errors import DataError, UsageError
 
 prepare_app = App(help="Prepare a dataset as a canonical HDF5 file.", no_args_is_help=True)
@@ -55,7 +54,7 @@ def synthetic(
 ) -> None:
     """Generate data with the shapes of CMU-MOSI or CMU-MOSEI and labels from hidden factors."""
     from mmolre_cli.data.canonical import write_canonical
-    from mmolre_cli.data.synthetic import generate_synthetic
+    from mmolre_cli.data.synthetic import EMOTION_LABELS, generate_synthetic
 
     fraction = EMOTION_LABELS if emotion_labels is None else emotion_labels
     data = generate_synthetic(like=like, scale=scale, seed=seed, seq_len=seq_len, emotion_labels=fraction)
