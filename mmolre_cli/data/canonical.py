@@ -342,6 +342,14 @@ def _attr(f: h5py.File, name: str, src: str) -> str:
     return value
 
 
+def check_format(f: h5py.File, src: str) -> str:
+    """The canonical format an open file declares; a DataError when it declares none or another."""
+    fmt = _attr(f, "format", src)
+    if fmt not in FORMATS:
+        raise DataError(f"{src}: /format: expected {' or '.join(map(repr, FORMATS))}, got {fmt!r}")
+    return fmt
+
+
 def _json_attr(f: h5py.File, name: str, src: str) -> object:
     try:
         return json.loads(_attr(f, name, src))
@@ -409,9 +417,7 @@ def read_canonical(path: str | os.PathLike, *, splits: Iterable[str] = SPLITS) -
     if not h5py.is_hdf5(path):
         raise DataError(f"{src}: not an HDF5 file")
     with open_hdf5(path, src) as f:
-        fmt = _attr(f, "format", src)
-        if fmt not in FORMATS:
-            raise DataError(f"{src}: /format: expected {' or '.join(map(repr, FORMATS))}, got {fmt!r}")
+        fmt = check_format(f, src)
         modalities = _json_attr(f, "modalities", src)
         emotions = _json_attr(f, "emotions", src)
         _check_names(modalities, src, "/modalities")

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 
 from mmolre_cli.config import unknown_choice
-from mmolre_cli.data.canonical import FORMATS, MOSEI_EMOTIONS, CanonicalData, check_feature_shape, open_hdf5
+from mmolre_cli.data.canonical import MOSEI_EMOTIONS, CanonicalData, check_feature_shape, check_format, open_hdf5
 from mmolre_cli.errors import DataError, UsageError
 
 
@@ -86,8 +86,7 @@ def read_shapes(path: str | Path) -> DataShapes:
     if not h5py.is_hdf5(path):
         raise DataError(f"{src}: not an HDF5 file")
     with open_hdf5(path, src) as f:
-        if f.attrs.get("format") not in FORMATS:
-            raise DataError(f"{src}: /format: expected {FORMATS[0]!r} (not an mmolre canonical file?)")
+        check_format(f, src)
         try:
             modalities, emotions = json.loads(f.attrs["modalities"]), json.loads(f.attrs["emotions"])
             features = {m: f[f"train/features/{m}"].shape for m in modalities}
