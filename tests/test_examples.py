@@ -14,7 +14,10 @@ from mmolre_cli.data.synthetic import generate_synthetic
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 # The *_raw configs need raw text, waveforms and model directories: tests/test_raw_inputs.py runs them.
-CONFIGS = sorted(path for path in EXAMPLES.glob("*.yaml") if not path.stem.endswith("_raw"))
+# tune_space.yaml is a search space, not a run config: tests/test_tuning.py reads it.
+CONFIGS = sorted(
+    path for path in EXAMPLES.glob("*.yaml") if not path.stem.endswith("_raw") and path.stem != "tune_space"
+)
 
 
 def load_script(name: str = "train_and_evaluate"):

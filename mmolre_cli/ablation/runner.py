@@ -121,7 +121,11 @@ def print_warning(message: str) -> None:
 
 
 def open_worker(
-    threads: int | None, tracking_uri: str | None, out: Path, name: str, parent_run_id: str | None,
+    threads: int | None,
+    tracking_uri: str | None,
+    out: Path,
+    name: str,
+    parent_run_id: str | None,
     plugins_dir: Path | None,
 ) -> tuple[Registry, Tracker]:
     """What a job in another process starts with: its share of CPU threads, its own registry (with the

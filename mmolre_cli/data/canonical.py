@@ -402,6 +402,16 @@ def open_hdf5(path: Path, src: str) -> Iterator[h5py.File]:
         raise DataError(f"{src}: unreadable HDF5 file (truncated or corrupt?): {first_line(e)}") from e
 
 
+def check_hdf5_path(path: Path, src: str) -> None:
+    """A DataError unless ``path`` is an HDF5 file (not missing, not a directory)."""
+    if not path.exists():
+        raise DataError(f"{src}: file not found")
+    if path.is_dir():
+        raise DataError(f"{src}: is a directory, not a canonical HDF5 file")
+    if not h5py.is_hdf5(path):
+        raise DataError(f"{src}: not an HDF5 file")
+
+
 def read_canonical(path: str | os.PathLike, *, splits: Iterable[str] = SPLITS) -> CanonicalData:
     """Read and validate a canonical file (only the named ``splits``; a single name is accepted)."""
     path = Path(path)
@@ -410,12 +420,7 @@ def read_canonical(path: str | os.PathLike, *, splits: Iterable[str] = SPLITS) -
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
         raise UsageError(f"splits: unknown split {unknown[0]!r} (expected {', '.join(SPLITS)})")
-    if not path.exists():
-        raise DataError(f"{src}: file not found")
-    if path.is_dir():
-        raise DataError(f"{src}: is a directory, not a canonical HDF5 file")
-    if not h5py.is_hdf5(path):
-        raise DataError(f"{src}: not an HDF5 file")
+    check_hdf5_path(path, src)
     with open_hdf5(path, src) as f:
         fmt = check_format(f, src)
         modalities = _json_attr(f, "modalities", src)

@@ -7,11 +7,17 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from mmolre_cli.config import unknown_choice
-from mmolre_cli.data.canonical import MOSEI_EMOTIONS, CanonicalData, check_feature_shape, check_format, open_hdf5
+from mmolre_cli.data.canonical import (
+    MOSEI_EMOTIONS,
+    CanonicalData,
+    check_feature_shape,
+    check_format,
+    check_hdf5_path,
+    open_hdf5,
+)
 from mmolre_cli.errors import DataError, UsageError
 
 
@@ -81,10 +87,7 @@ def data_shapes(data: CanonicalData) -> DataShapes:
 def read_shapes(path: str | Path) -> DataShapes:
     """Feature sizes and padded lengths from a canonical file's train split, without reading its features."""
     path, src = Path(path), str(path)
-    if not path.is_file():
-        raise DataError(f"{src}: file not found")
-    if not h5py.is_hdf5(path):
-        raise DataError(f"{src}: not an HDF5 file")
+    check_hdf5_path(path, src)
     with open_hdf5(path, src) as f:
         check_format(f, src)
         try:
