@@ -19,9 +19,11 @@ from mmolre_cli.cli.common import (
     ExpertsOption,
     FusionOption,
     ModalitiesOption,
+    NoTrackOption,
     RouterOption,
     TasksOption,
     TopkOption,
+    TrackingUriOption,
     console,
     err_console,
     interrupted,
@@ -126,13 +128,8 @@ def ablate(
     out: Path | None = typer.Option(
         None, help="Output directory (default: ablations/<date>-<time>); rerunning into it resumes."
     ),
-    tracking_uri: str | None = typer.Option(
-        None,
-        "--tracking-uri",
-        help="MLflow tracking URI, or 'run' for a store inside the output directory "
-        "(default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory).",
-    ),
-    no_track: bool = typer.Option(False, "--no-track", help="Do not log to MLflow."),
+    tracking_uri: TrackingUriOption = None,
+    no_track: NoTrackOption = False,
     json_output: bool = typer.Option(False, "--json", help="Print the summary (results.json) instead of the table."),
 ) -> None:
     """Train the full model and each variant under the same data, seeds and budget, and compare them."""

@@ -176,3 +176,14 @@ DeterministicOption = Annotated[
         help="Deterministic kernels only: torch, cuDNN and cuBLAS (slower on GPU; docs/reliability.md).",
     ),
 ]
+
+# Tracking options of the commands that train (train, ablate, tune).
+TrackingUriOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        help="MLflow tracking URI, or 'run' for a store inside the output directory "
+        "(default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory).",
+    ),
+]
+NoTrackOption = Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")]

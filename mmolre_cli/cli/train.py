@@ -25,9 +25,11 @@ from mmolre_cli.cli.common import (
     ExpertsOption,
     FusionOption,
     ModalitiesOption,
+    NoTrackOption,
     RouterOption,
     TasksOption,
     TopkOption,
+    TrackingUriOption,
     console,
     err_console,
     fitting_in_memory,
@@ -246,13 +248,8 @@ def train(
     resume: Path | None = typer.Option(
         None, help="Continue the interrupted run in this directory, tracked where it was (or not, after --no-track)."
     ),
-    tracking_uri: str | None = typer.Option(
-        None,
-        "--tracking-uri",
-        help="MLflow tracking URI, or 'run' for a store inside the run directory "
-        "(default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory).",
-    ),
-    no_track: bool = typer.Option(False, "--no-track", help="Do not log to MLflow."),
+    tracking_uri: TrackingUriOption = None,
+    no_track: NoTrackOption = False,
     json_output: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
 ) -> None:
     """Train MMoLRE, select on the validation split, and report the selected checkpoint's test metrics."""

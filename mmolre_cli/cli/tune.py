@@ -14,9 +14,11 @@ from mmolre_cli.cli.common import (
     ExpertsOption,
     FusionOption,
     ModalitiesOption,
+    NoTrackOption,
     RouterOption,
     TasksOption,
     TopkOption,
+    TrackingUriOption,
     console,
     err_console,
     interrupted,
@@ -85,13 +87,8 @@ def tune(
     out: Path | None = typer.Option(
         None, help="Output directory (default: tunes/<date>-<time>); rerunning into it resumes."
     ),
-    tracking_uri: str | None = typer.Option(
-        None,
-        "--tracking-uri",
-        help="MLflow tracking URI, or 'run' for a store inside the output directory "
-        "(default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory).",
-    ),
-    no_track: bool = typer.Option(False, "--no-track", help="Do not log to MLflow."),
+    tracking_uri: TrackingUriOption = None,
+    no_track: NoTrackOption = False,
     json_output: bool = typer.Option(False, "--json", help="Print the summary (tune.json) instead of the table."),
 ) -> None:
     """Search hyperparameters on the validation split (Optuna), then retrain the best configuration over
