@@ -224,9 +224,9 @@ def run_plan(
         return lambda job: train_part(job, registry, parent, warn=warn, on_epoch=report)
 
     submitted: dict[int, tuple[Variant, str, PartJob]] = {}
-    events = getattr(executor, "events", None) if on_epoch else None
+    events = getattr(executor, "events", None)
     listener = None
-    if events is not None:  # local worker processes report their epochs on the executor's queue
+    if events is not None:  # local worker processes report their epochs there; drained even if no one listens
         parts = {str(job.directory): (variant, part) for variant, part, job in work}
         listener = threading.Thread(target=_relay, args=(events, parts, on_epoch), daemon=True)
         listener.start()
@@ -256,8 +256,10 @@ def run_plan(
     return {name: parts for name, parts in results.items() if name not in failed}, failed
 
 
-def _relay(queue, parts: dict[str, tuple[Variant, str]], on_epoch: Callable) -> None:
-    """Call ``on_epoch`` for each epoch the worker processes put on ``queue``, until a None."""
+def _relay(queue, parts: dict[str, tuple[Variant, str]], on_epoch: Callable | None) -> None:
+    """Call ``on_epoch`` (if any) for each epoch the worker processes put on ``queue``, until a None; a worker
+    whose queue nobody read would block on exit once the pipe is full."""
     while (item := queue.get()) is not None:
         directory, seed, summary = item
-        on_epoch(*parts[directory], seed, summary)
+        if on_epoch is not None:
+            on_epoch(*parts[directory], seed, summary)
